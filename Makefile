@@ -1,0 +1,58 @@
+# labelflow: `make demo` runs the whole workflow locally; `make test` is what CI runs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs Python 3.12, so the dev venv and `sam build` do too (pyenv's shim needs PYENV_VERSION).
+PYTHON ?= $(shell for p in "$$(PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null)" $$HOME/.pyenv/versions/3.12*/bin/python3.12 "$$(command -v python3.12)"; do [ -x "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && echo "$$p" && break; done)
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+# sam build looks for python3.12 on PATH; the venv provides it.
+SAM := PATH="$(BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(BIN)/sam
+
+.PHONY: help venv lint template test test-fast demo bench events clean
+
+help:
+	@echo "make demo      run the whole workflow locally on the bundled dataset (no AWS account, no Docker)"
+	@echo "make test      lint, type-check, validate and build the SAM app, run every test (what CI runs)"
+	@echo "make test-fast unit and integration tests only"
+	@echo "make bench     cold-start and demo benchmarks; results in bench/RESULTS.md"
+	@echo "make events    regenerate events/*.json and events/fixtures/ from a local run"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt constraints.txt layers/labelflow/requirements.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "python 3.12 not found: install it (pyenv install 3.12) or pass PYTHON=/path/to/python3.12"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+template: venv
+	$(SAM) validate --lint
+	$(BIN)/cfn-lint template.yaml
+	$(SAM) build
+
+test: lint template
+	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not e2e"
+
+demo: venv
+	$(BIN)/labelflow demo
+
+bench: venv
+	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/demo.py
+
+events: venv
+	$(BIN)/python events/generate.py
+
+clean:
+	rm -rf .aws-sam .labelflow .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,19 @@
+"""Write run.json for a finished or failed run and announce it on EventBridge."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from labelflow import aws
+from labelflow.finalizing import finalize_run
+from labelflow.models.state import FinalizeInput
+from labelflow.observability import logger, metrics
+
+
+@logger.inject_lambda_context(correlation_id_path="state.run_id")
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    manifest = finalize_run(FinalizeInput.model_validate(event), aws.s3(), aws.events())
+    metrics.add_metric(name=f"Runs{manifest.status.capitalize()}", unit=MetricUnit.Count, value=1)
+    return manifest.model_dump(mode="json")

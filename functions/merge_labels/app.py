@@ -1,0 +1,20 @@
+"""Merge model and human labels into the run's labeled dataset."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from labelflow import aws
+from labelflow.merging import merge_labels
+from labelflow.models.state import WorkflowState
+from labelflow.observability import RUN_ID_PATH, logger, metrics
+
+
+@logger.inject_lambda_context(correlation_id_path=RUN_ID_PATH)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    merged = merge_labels(WorkflowState.model_validate(event), aws.s3())
+    metrics.add_metric(name="RecordsLabeled", unit=MetricUnit.Count, value=merged.labeled)
+    metrics.add_metric(name="RecordsUnlabeled", unit=MetricUnit.Count, value=merged.unlabeled)
+    return merged.model_dump(mode="json")

@@ -1,0 +1,93 @@
+"""Dataset specs and input checks: what a dataset is, and whether a landed file can be one."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from labelflow.aws import error_code, raise_if_retryable
+from labelflow.errors import ConfigError, InvalidInputError, ManifestError
+from labelflow.layout import dataset_spec_keys
+from labelflow.models.spec import DatasetSpec
+from labelflow.s3 import S3Location, get_bytes
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# Enough bytes to hold any sane CSV header line.
+HEADER_PROBE_BYTES = 64 * 1024
+
+
+def _parse_spec(body: bytes, where: str) -> DatasetSpec:
+    try:
+        return DatasetSpec.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid dataset spec {where}: {problems}") from exc
+
+
+def load_dataset_spec(s3: S3Client, bucket: str, dataset: str) -> tuple[DatasetSpec, str]:
+    """The dataset's spec from config/datasets/, with the URI it was read from."""
+    for key in dataset_spec_keys(dataset):
+        try:
+            body = get_bytes(s3, bucket, key)
+        except ManifestError:
+            continue
+        spec = _parse_spec(body, f"s3://{bucket}/{key}")
+        if spec.dataset != dataset:
+            raise ConfigError(f"spec s3://{bucket}/{key} declares dataset '{spec.dataset}', expected '{dataset}'")
+        return spec, f"s3://{bucket}/{key}"
+    raise ConfigError(f"no dataset spec for '{dataset}' at s3://{bucket}/{dataset_spec_keys(dataset)[0]}")
+
+
+def read_run_spec(s3: S3Client, spec_uri: str) -> DatasetSpec:
+    """The frozen copy of the spec a run was planned with."""
+    location = S3Location.parse(spec_uri)
+    return _parse_spec(get_bytes(s3, location.bucket, location.key), spec_uri)
+
+
+def check_header(header_bytes: bytes, spec: DatasetSpec, where: str) -> list[str]:
+    """The CSV header's columns; raises InvalidInputError when the file cannot be this dataset."""
+    if not header_bytes.strip():
+        raise InvalidInputError(f"{where} is empty")
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    try:
+        text = decoder.decode(header_bytes, final=False)
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{where} is not utf-8 text: {exc.reason} at byte {exc.start}") from exc
+    first_line = text.splitlines()[0] if text else ""
+    if "\x00" in first_line:
+        raise InvalidInputError(f"{where} is not a csv file")
+    try:
+        header = next(csv.reader(io.StringIO(first_line)))
+    except (csv.Error, StopIteration) as exc:
+        raise InvalidInputError(f"{where} has no readable csv header") from exc
+    columns = [column.strip() for column in header]
+    missing = [column for column in spec.required_columns if column not in columns]
+    if missing:
+        raise InvalidInputError(f"{where} is missing required columns: {', '.join(missing)}")
+    return columns
+
+
+def probe_input(s3: S3Client, bucket: str, key: str, version_id: str | None, spec: DatasetSpec) -> int:
+    """Check a landed object's size and header without reading it whole; returns its size."""
+    where = f"s3://{bucket}/{key}"
+    extra = {"VersionId": version_id} if version_id else {}
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, **extra)  # type: ignore[arg-type]
+        size = int(head["ContentLength"])
+        if size == 0:
+            raise InvalidInputError(f"{where} is empty")
+        probe = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{HEADER_PROBE_BYTES - 1}", **extra)  # type: ignore[arg-type]
+    except ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404", "NoSuchVersion", "NotFound"):
+            raise InvalidInputError(f"{where} (version {version_id}) no longer exists") from exc
+        raise_if_retryable(exc, f"read {where}")
+        raise
+    check_header(probe["Body"].read(), spec, where)
+    return size

@@ -1,0 +1,76 @@
+"""IngestFeatures: PutRecord every labeled record, with bounded concurrency and a report of failures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from labelflow.aws import error_code
+from labelflow.datasets import read_run_spec
+from labelflow.layout import RunLayout
+from labelflow.models.records import IngestFailure, LabeledRecord
+from labelflow.models.state import IngestOutput, WorkflowState
+from labelflow.s3 import S3Location, iter_jsonl, put_jsonl
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker_featurestore_runtime import SageMakerFeatureStoreRuntimeClient
+
+
+def feature_record(record: LabeledRecord) -> list[dict[str, str]]:
+    """A PutRecord `Record`: every value as a string, labelflow's own columns after the features."""
+    values: dict[str, Any] = {
+        "record_id": record.record_id,
+        "event_time": record.event_time,
+        **record.features,
+        "label": record.label,
+        "label_source": record.label_source,
+        "label_confidence": record.label_confidence,
+        "run_id": record.run_id,
+    }
+    return [{"FeatureName": name, "ValueAsString": str(value)} for name, value in values.items()]
+
+
+def put_all(
+    records: list[LabeledRecord], put: Callable[[LabeledRecord], None], max_workers: int
+) -> list[IngestFailure]:
+    """Call `put` for every record on a bounded pool; collect failures instead of stopping at the first."""
+
+    def attempt(record: LabeledRecord) -> IngestFailure | None:
+        try:
+            put(record)
+        except ClientError as exc:
+            return IngestFailure(record_id=record.record_id, error=f"{error_code(exc)}: {exc}")
+        except BotoCoreError as exc:
+            return IngestFailure(record_id=record.record_id, error=type(exc).__name__)
+        return None
+
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        return [failure for failure in pool.map(attempt, records) if failure is not None]
+
+
+def ingest_features(
+    run: WorkflowState, s3: S3Client, featurestore: SageMakerFeatureStoreRuntimeClient, max_workers: int
+) -> IngestOutput:
+    plan, merged = run.require_plan(), run.require_merge()
+    group = read_run_spec(s3, plan.spec_uri).feature_group_name
+    labeled = S3Location.parse(merged.labeled_uri)
+    records = [LabeledRecord.model_validate(line) for line in iter_jsonl(s3, *labeled)]
+
+    def put(record: LabeledRecord) -> None:
+        # botocore's adaptive retry mode already backs off on throttling and 5xx before we see an error.
+        featurestore.put_record(FeatureGroupName=group, Record=feature_record(record))  # type: ignore[arg-type]
+
+    failures = put_all(records, put, max_workers)
+    failures_uri = None
+    if failures:
+        failures_uri = put_jsonl(s3, run.bucket, RunLayout(run.dataset, run.run_id).ingest_failures_key, failures)
+    return IngestOutput(
+        feature_group=group,
+        ingested=len(records) - len(failures),
+        failed=len(failures),
+        failures_uri=failures_uri,
+    )

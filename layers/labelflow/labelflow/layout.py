@@ -1,0 +1,111 @@
+"""Where every object lives in the data bucket; the only module that spells out S3 keys."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+RAW_PREFIX = "raw/"
+CONFIG_DATASETS_PREFIX = "config/datasets/"
+CODE_PREFIX = "artifacts/code/"
+PROCESSING_CODE_POINTER = "artifacts/code/processing.json"
+QUARANTINE_PREFIX = "quarantine/"
+_DATASET = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_JOB_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9-]+")
+
+
+def dataset_of(key: str) -> str | None:
+    """The dataset a raw key belongs to (`raw/<dataset>/<file>`), or None for keys labelflow ignores."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] != "raw" or not parts[-1] or not _DATASET.match(parts[1]):
+        return None
+    return parts[1]
+
+
+def run_id_for(bucket: str, key: str, version: str) -> str:
+    """A deterministic run id for one object version: replays map to the same run."""
+    return hashlib.sha256(f"{bucket}\0{key}\0{version}".encode()).hexdigest()[:20]
+
+
+def execution_name(dataset: str, run_id: str) -> str:
+    """Step Functions execution names allow 80 chars of [0-9A-Za-z_-] for CloudWatch-friendly logging."""
+    return f"{dataset}-{run_id}"[:80]
+
+
+def job_name(*parts: str) -> str:
+    """A SageMaker job name: letters, digits and hyphens, at most 63 chars, never ending in a hyphen."""
+    name = _JOB_NAME_UNSAFE.sub("-", "-".join(parts)).strip("-")
+    return name[:63].rstrip("-")
+
+
+def dataset_spec_keys(dataset: str) -> list[str]:
+    base = f"{CONFIG_DATASETS_PREFIX}{dataset}"
+    return [f"{base}.json"]
+
+
+def code_prefix(sha256: str) -> str:
+    return f"{CODE_PREFIX}{sha256}/"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Keys under `runs/<dataset>/<run_id>/` for one run."""
+
+    dataset: str
+    run_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"runs/{self.dataset}/{self.run_id}/"
+
+    def input_key(self, filename: str) -> str:
+        return f"{self.prefix}input/data/{filename}"
+
+    @property
+    def spec_key(self) -> str:
+        return f"{self.prefix}input/spec/spec.json"
+
+    def processed_prefix(self, cache_key: str) -> str:
+        return f"{self.prefix}processed/{cache_key[:16]}/"
+
+    @property
+    def labeling_prefix(self) -> str:
+        return f"{self.prefix}labeling/"
+
+    @property
+    def auto_labeled_key(self) -> str:
+        return f"{self.labeling_prefix}auto-labeled.jsonl"
+
+    @property
+    def review_manifest_key(self) -> str:
+        return f"{self.labeling_prefix}review.manifest"
+
+    @property
+    def label_categories_key(self) -> str:
+        return f"{self.labeling_prefix}label-categories.json"
+
+    @property
+    def review_output_prefix(self) -> str:
+        return f"{self.labeling_prefix}output/"
+
+    @property
+    def labeled_key(self) -> str:
+        return f"{self.prefix}labeled/labeled.jsonl"
+
+    @property
+    def unlabeled_key(self) -> str:
+        return f"{self.prefix}labeled/unlabeled.jsonl"
+
+    @property
+    def ingest_failures_key(self) -> str:
+        return f"{self.prefix}labeled/ingest-failures.jsonl"
+
+    @property
+    def run_manifest_key(self) -> str:
+        return f"{self.prefix}run.json"
+
+
+PROCESSED_RECORDS = "records.jsonl"
+PROCESSED_REJECTED = "rejected.jsonl"
+PROCESSED_STATS = "stats.json"

@@ -1,0 +1,1 @@
+"""Pydantic models for every boundary: events, state payloads, records, manifests and settings."""

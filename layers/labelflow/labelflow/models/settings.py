@@ -1,0 +1,48 @@
+"""Function settings: environment variables validated once per cold start, failing loudly on a bad deploy."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from labelflow.errors import ConfigError
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class BucketSettings(_Settings):
+    data_bucket: str = Field(alias="DATA_BUCKET", min_length=3, max_length=63)
+
+
+class TriggerSettings(BucketSettings):
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", pattern=r"^arn:aws[a-z-]*:states:")
+
+
+class PlanSettings(BucketSettings):
+    processing_image_uri: str = Field(alias="PROCESSING_IMAGE_URI", min_length=1)
+    processing_instance_type: str = Field(alias="PROCESSING_INSTANCE_TYPE", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    processing_instance_count: int = Field(default=1, alias="PROCESSING_INSTANCE_COUNT", ge=1, le=100)
+    processing_volume_size_gb: int = Field(default=30, alias="PROCESSING_VOLUME_SIZE_GB", ge=1, le=16_384)
+    processing_max_runtime_seconds: int = Field(default=3600, alias="PROCESSING_MAX_RUNTIME_SECONDS", ge=1, le=777_600)
+
+
+class RouteSettings(BucketSettings):
+    confidence_threshold: float = Field(default=0.8, alias="CONFIDENCE_THRESHOLD", ge=0.0, le=1.0)
+
+
+class IngestSettings(BucketSettings):
+    max_workers: int = Field(default=8, alias="INGEST_MAX_WORKERS", ge=1, le=64)
+
+
+@cache
+def load_settings[S: _Settings](model: type[S]) -> S:
+    """Read and validate `model` from the environment once; a missing variable names itself in the error."""
+    try:
+        return model.model_validate(dict(os.environ))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid {model.__name__} environment: {problems}") from exc

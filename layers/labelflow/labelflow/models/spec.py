@@ -1,0 +1,132 @@
+"""The dataset spec: the declarative, per-dataset file under config/datasets/."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+# Feature Store names: letters, digits and hyphens, starting with a letter or digit.
+FeatureGroupName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9]([-a-zA-Z0-9]){0,63}$")]
+RESERVED_FEATURE_NAMES = frozenset({"is_deleted", "write_time", "api_invocation_time"})
+# Columns labelflow adds to every feature record, beside the dataset's own features.
+LABEL_FEATURES = ("label", "label_source", "label_confidence", "run_id")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureSpec(_Strict):
+    """One feature column and how the processing step turns it into model-ready values."""
+
+    name: Identifier
+    column: str | None = Field(default=None, description="source column; defaults to the feature name")
+    type: Literal["numeric", "categorical"]
+    impute: Literal["mean", "median", "most_frequent", "constant"] | None = None
+    fill_value: str | float | None = None
+    encoding: Literal["onehot", "ordinal"] | None = None
+    scaling: Literal["standard", "minmax"] | None = None
+    categories: list[str] | None = Field(
+        default=None, description="fixed category list; required for encoding so codes never shift between runs"
+    )
+
+    @property
+    def source_column(self) -> str:
+        return self.column or self.name
+
+    @model_validator(mode="after")
+    def _check_transforms(self) -> FeatureSpec:
+        if self.type == "numeric" and self.encoding is not None:
+            raise ValueError(f"feature '{self.name}': encoding applies to categorical features only")
+        if self.type == "categorical" and self.scaling is not None:
+            raise ValueError(f"feature '{self.name}': scaling applies to numeric features only")
+        if self.type == "categorical" and self.impute in ("mean", "median"):
+            raise ValueError(f"feature '{self.name}': impute '{self.impute}' needs a numeric feature")
+        if self.encoding is not None and not self.categories:
+            raise ValueError(f"feature '{self.name}': encoding needs a fixed categories list")
+        if self.impute == "constant" and self.fill_value is None:
+            raise ValueError(f"feature '{self.name}': impute 'constant' needs fill_value")
+        return self
+
+
+class ModelSpec(_Strict):
+    """The model that pre-labels records; a bag-of-words logistic model stored as JSON."""
+
+    s3_uri: Annotated[str, Field(pattern=r"^s3://[^/]+/.+")]
+    text_column: str
+
+
+class LabelingSpec(_Strict):
+    """What human reviewers see and how many of them look at each record."""
+
+    task_title: str = Field(default="Classify the record", min_length=1, max_length=128)
+    task_description: str = Field(default="Choose the label that fits best", min_length=1, max_length=255)
+    workers_per_object: int = Field(default=1, ge=1, le=9)
+    task_time_limit_seconds: int = Field(default=600, ge=30, le=28_800)
+    task_availability_lifetime_seconds: int = Field(default=86_400, ge=60, le=2_592_000)
+    max_concurrent_task_count: int = Field(default=1000, ge=1, le=5000)
+
+
+class DatasetSpec(_Strict):
+    """Everything labelflow needs to know to process, label and store one dataset."""
+
+    dataset: Identifier
+    format: Literal["csv"] = "csv"
+    record_id_column: str = Field(min_length=1)
+    event_time_column: str | None = None
+    display_column: str = Field(min_length=1, description="the text shown to human reviewers")
+    features: list[FeatureSpec] = Field(min_length=1)
+    labels: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=2)
+    model: ModelSpec | None = None
+    confidence_threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="records below it go to humans; the deployment default when unset"
+    )
+    feature_group_name: FeatureGroupName
+    labeling: LabelingSpec = LabelingSpec()
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> DatasetSpec:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be unique")
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError("feature names must be unique")
+        clash = (set(names) & RESERVED_FEATURE_NAMES) | (set(names) & set(LABEL_FEATURES))
+        clash |= set(names) & {"record_id", "event_time"}
+        if clash:
+            raise ValueError(f"feature names {sorted(clash)} are reserved")
+        return self
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Columns the input file must have, in a stable order."""
+        columns = [self.record_id_column, self.display_column]
+        if self.event_time_column:
+            columns.append(self.event_time_column)
+        columns += [f.source_column for f in self.features]
+        if self.model:
+            columns.append(self.model.text_column)
+        return list(dict.fromkeys(columns))
+
+
+FeatureType = Literal["Integral", "Fractional", "String"]
+
+
+def output_features(spec: DatasetSpec) -> list[tuple[str, FeatureType]]:
+    """The processed feature columns and their Feature Store types, in order.
+
+    One-hot features expand to one Integral column per category, named `<feature>__<category>`.
+    """
+    columns: list[tuple[str, FeatureType]] = []
+    for feature in spec.features:
+        if feature.type == "numeric":
+            columns.append((feature.name, "Fractional"))
+        elif feature.encoding == "onehot":
+            columns += [(f"{feature.name}__{category}", "Integral") for category in feature.categories or []]
+        elif feature.encoding == "ordinal":
+            columns.append((feature.name, "Integral"))
+        else:
+            columns.append((feature.name, "String"))
+    return columns

@@ -1,0 +1,138 @@
+"""The small JSON documents passed between states; every step adds its own section to the workflow state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RunInput(_Payload):
+    """The execution input: one object version under raw/<dataset>/."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str = ""
+    size: int = Field(ge=0)
+    dataset: str
+    run_id: str
+    received_at: str
+
+
+class PlanOutput(_Payload):
+    dataset: str
+    run_id: str
+    run_prefix: str
+    spec_uri: str
+    input_uri: str
+    code_sha256: str
+    cache_key: str
+    cache_hit: bool
+    processed_uri: str
+    record_count_hint: int | None = None
+    processing_job: dict[str, Any] = Field(description="CreateProcessingJob fields, SageMaker-cased")
+
+
+class ProcessingResult(_Payload):
+    """What the state machine keeps of DescribeProcessingJob."""
+
+    job_name: str
+    job_arn: str | None = None
+    status: str
+
+
+class RoutingOutput(_Payload):
+    total: int
+    auto_labeled: int
+    to_review: int
+    threshold: float
+    auto_labeled_uri: str
+    review_manifest_uri: str | None = None
+    labeling_job: dict[str, Any] | None = Field(
+        default=None, description="CreateLabelingJob fields the ASL passes through, SageMaker-cased"
+    )
+
+
+class LabelingResult(_Payload):
+    """What the state machine keeps of DescribeLabelingJob."""
+
+    job_name: str
+    status: str
+    output_manifest_uri: str
+    counters: dict[str, int] = Field(default_factory=dict)
+
+
+class MergeOutput(_Payload):
+    labeled_uri: str
+    labeled: int
+    model: int
+    human: int
+    unlabeled: int
+    unlabeled_uri: str | None = None
+
+
+class IngestOutput(_Payload):
+    feature_group: str
+    ingested: int
+    failed: int
+    failures_uri: str | None = None
+
+
+class StepError(_Payload):
+    """A Catch result: the ASL error name and its cause."""
+
+    error: str = Field(alias="Error")
+    cause: str = Field(default="", alias="Cause")
+
+
+class WorkflowState(RunInput):
+    """The state document: the run input plus one section per finished step."""
+
+    plan: PlanOutput | None = None
+    processing: ProcessingResult | None = None
+    routing: RoutingOutput | None = None
+    labeling: LabelingResult | None = None
+    merge: MergeOutput | None = None
+    ingest: IngestOutput | None = None
+    error: StepError | None = None
+
+    def require_plan(self) -> PlanOutput:
+        if self.plan is None:
+            raise ValueError("workflow state has no plan section")
+        return self.plan
+
+    def require_routing(self) -> RoutingOutput:
+        if self.routing is None:
+            raise ValueError("workflow state has no routing section")
+        return self.routing
+
+    def require_merge(self) -> MergeOutput:
+        if self.merge is None:
+            raise ValueError("workflow state has no merge section")
+        return self.merge
+
+
+class FinalizeInput(_Payload):
+    state: WorkflowState
+    execution_id: str
+    started_at: str
+
+
+class StartedExecution(_Payload):
+    """What the trigger reports for each object it looked at."""
+
+    key: str
+    version_id: str | None = None
+    status: str = Field(description="started | duplicate | ignored")
+    execution_name: str | None = None
+    execution_arn: str | None = None
+    reason: str | None = None
+
+
+class TriggerResult(_Payload):
+    executions: list[StartedExecution]

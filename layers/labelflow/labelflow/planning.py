@@ -1,0 +1,174 @@
+"""PlanProcessing: freeze the run's inputs and decide whether the processing job must run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from labelflow.aws import raise_if_retryable
+from labelflow.datasets import load_dataset_spec, probe_input
+from labelflow.errors import ConfigError, ManifestError
+from labelflow.layout import PROCESSED_STATS, PROCESSING_CODE_POINTER, RunLayout, job_name
+from labelflow.models.artifacts import ProcessingCode
+from labelflow.models.settings import PlanSettings
+from labelflow.models.spec import DatasetSpec
+from labelflow.models.state import PlanOutput, WorkflowState
+from labelflow.s3 import S3Location, exists, get_json, put_json, uri
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+CONTAINER_ROOT = "/opt/ml/processing"
+
+
+def load_processing_code(s3: S3Client, bucket: str) -> ProcessingCode:
+    try:
+        return ProcessingCode.model_validate(get_json(s3, bucket, PROCESSING_CODE_POINTER))
+    except ManifestError as exc:
+        raise ConfigError(
+            f"processing code is not published at s3://{bucket}/{PROCESSING_CODE_POINTER}: run `labelflow publish`"
+        ) from exc
+    except ValidationError as exc:
+        raise ConfigError(f"s3://{bucket}/{PROCESSING_CODE_POINTER} is malformed: {exc.error_count()} errors") from exc
+
+
+def model_version(s3: S3Client, spec: DatasetSpec) -> str | None:
+    """The model artifact's etag, so a new model invalidates the cache; ConfigError when it is missing."""
+    if spec.model is None:
+        return None
+    location = S3Location.parse(spec.model.s3_uri)
+    try:
+        return s3.head_object(Bucket=location.bucket, Key=location.key)["ETag"].strip('"')
+    except ClientError as exc:
+        raise_if_retryable(exc, f"head {spec.model.s3_uri}")
+        raise ConfigError(f"model artifact {spec.model.s3_uri} is not readable") from exc
+
+
+def cache_key(run: WorkflowState, code_sha256: str, spec: DatasetSpec, model_etag: str | None) -> str:
+    """Input version × code hash × parameters: equal keys mean byte-identical processing outputs."""
+    material = {
+        "input": [run.bucket, run.key, run.version_id, run.etag],
+        "code": code_sha256,
+        "spec": spec.model_dump(mode="json"),
+        "model": model_etag,
+        "default_event_time": run.received_at,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def container_arguments(run: WorkflowState, spec: DatasetSpec) -> list[str]:
+    """Every path spelled out, so the script never depends on its own defaults."""
+    arguments = [
+        "--input-dir", f"{CONTAINER_ROOT}/input/data",
+        "--spec", f"{CONTAINER_ROOT}/input/spec/spec.json",
+        "--output-dir", f"{CONTAINER_ROOT}/output",
+        "--message-file", "/opt/ml/output/message",
+        "--default-event-time", run.received_at,
+    ]  # fmt: skip
+    if spec.model is not None:
+        arguments += ["--model-dir", f"{CONTAINER_ROOT}/input/model"]
+    return arguments
+
+
+def processing_job_request(
+    run: WorkflowState,
+    layout: RunLayout,
+    code: ProcessingCode,
+    spec: DatasetSpec,
+    processed_uri: str,
+    key: str,
+    settings: PlanSettings,
+) -> dict[str, Any]:
+    """CreateProcessingJob fields (less RoleArn, which the state machine adds)."""
+
+    def s3_input(name: str, s3_uri: str) -> dict[str, Any]:
+        return {
+            "InputName": name,
+            "S3Input": {
+                "S3Uri": s3_uri,
+                "LocalPath": f"{CONTAINER_ROOT}/input/{name}",
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+                "S3CompressionType": "None",
+            },
+        }
+
+    inputs = [
+        s3_input("data", uri(run.bucket, layout.input_key(""))),
+        s3_input("spec", uri(run.bucket, layout.spec_key.rsplit("/", 1)[0] + "/")),
+        s3_input("code", code.s3_prefix),
+    ]
+    if spec.model is not None:
+        inputs.append(s3_input("model", spec.model.s3_uri))
+    return {
+        "ProcessingJobName": job_name("lf", run.dataset, run.run_id, key[:8]),
+        "AppSpecification": {
+            "ImageUri": settings.processing_image_uri,
+            "ContainerEntrypoint": ["python3", f"{CONTAINER_ROOT}/input/code/{code.entrypoint}"],
+            "ContainerArguments": container_arguments(run, spec),
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": settings.processing_instance_count,
+                "InstanceType": settings.processing_instance_type,
+                "VolumeSizeInGB": settings.processing_volume_size_gb,
+            }
+        },
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "processed",
+                    "S3Output": {
+                        "S3Uri": processed_uri,
+                        "LocalPath": f"{CONTAINER_ROOT}/output",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
+        "Environment": {"LABELFLOW_DATASET": run.dataset, "LABELFLOW_RUN_ID": run.run_id},
+        "StoppingCondition": {"MaxRuntimeInSeconds": settings.processing_max_runtime_seconds},
+    }
+
+
+def plan_processing(run: WorkflowState, s3: S3Client, settings: PlanSettings) -> PlanOutput:
+    """Validate the landed object against its spec, freeze inputs under the run prefix, and plan the job."""
+    layout = RunLayout(run.dataset, run.run_id)
+    spec, _ = load_dataset_spec(s3, run.bucket, run.dataset)
+    probe_input(s3, run.bucket, run.key, run.version_id, spec)
+    code = load_processing_code(s3, run.bucket)
+    key = cache_key(run, code.sha256, spec, model_version(s3, spec))
+    processed_prefix = layout.processed_prefix(key)
+    cache_hit = exists(s3, run.bucket, processed_prefix + PROCESSED_STATS)
+
+    filename = run.key.rsplit("/", 1)[-1]
+    if not cache_hit:
+        # Processing reads an immutable copy of exactly this version, never the mutable raw key.
+        source: dict[str, str] = {"Bucket": run.bucket, "Key": run.key}
+        if run.version_id:
+            source["VersionId"] = run.version_id
+        try:
+            s3.copy_object(Bucket=run.bucket, Key=layout.input_key(filename), CopySource=source)  # type: ignore[arg-type]
+        except ClientError as exc:
+            raise_if_retryable(exc, f"copy s3://{run.bucket}/{run.key}")
+            raise
+    spec_uri = put_json(s3, run.bucket, layout.spec_key, spec)
+    processed_uri = uri(run.bucket, processed_prefix)
+    return PlanOutput(
+        dataset=run.dataset,
+        run_id=run.run_id,
+        run_prefix=uri(run.bucket, layout.prefix),
+        spec_uri=spec_uri,
+        input_uri=uri(run.bucket, layout.input_key(filename)),
+        code_sha256=code.sha256,
+        cache_key=key,
+        cache_hit=cache_hit,
+        processed_uri=processed_uri,
+        processing_job=processing_job_request(run, layout, code, spec, processed_uri, key, settings),
+    )

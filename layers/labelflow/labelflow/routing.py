@@ -1,0 +1,109 @@
+"""RouteByConfidence: auto-label what the model is sure of, send the rest to human review."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from labelflow.datasets import read_run_spec
+from labelflow.layout import CODE_PREFIX, PROCESSED_RECORDS, RunLayout, job_name
+from labelflow.models.records import AutoLabel, ProcessedRecord, ReviewItem
+from labelflow.models.spec import DatasetSpec
+from labelflow.models.state import RoutingOutput, WorkflowState
+from labelflow.s3 import S3Location, exists, iter_jsonl, put_bytes, put_json, put_jsonl, uri
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+LABEL_ATTRIBUTE = "label"
+UI_TEMPLATE = "template.liquid.html"
+
+
+def split_by_confidence(
+    records: list[ProcessedRecord], labels: list[str], threshold: float
+) -> tuple[list[AutoLabel], list[ReviewItem]]:
+    """Records whose prediction reaches the threshold are auto-labeled; the others (and unpredicted) go to review."""
+    auto: list[AutoLabel] = []
+    review: list[ReviewItem] = []
+    for record in records:
+        prediction = record.prediction
+        if prediction is not None and prediction.confidence >= threshold:
+            auto.append(AutoLabel(record_id=record.record_id, label=prediction.label, confidence=prediction.confidence))
+        else:
+            review.append(
+                ReviewItem(
+                    source=record.display,
+                    record_id=record.record_id,
+                    labels=labels,
+                    model_label=prediction.label if prediction else None,
+                    model_confidence=prediction.confidence if prediction else None,
+                )
+            )
+    return auto, review
+
+
+def publish_ui_template(s3: S3Client, bucket: str) -> str:
+    """Upload the reviewer UI template content-addressed, once per version of it."""
+    body = resources.files("labelflow.review").joinpath(UI_TEMPLATE).read_bytes()
+    key = f"{CODE_PREFIX}{hashlib.sha256(body).hexdigest()}/{UI_TEMPLATE}"
+    if not exists(s3, bucket, key):
+        put_bytes(s3, bucket, key, body, "text/html")
+    return uri(bucket, key)
+
+
+def labeling_job_request(
+    run: WorkflowState, layout: RunLayout, spec: DatasetSpec, manifest_uri: str, categories_uri: str, template_uri: str
+) -> dict[str, Any]:
+    """CreateLabelingJob fields the state machine passes through (it adds role, work team and Lambdas)."""
+    labeling = spec.labeling
+    return {
+        "LabelingJobName": job_name("lf", run.dataset, run.run_id, "review"),
+        "LabelAttributeName": LABEL_ATTRIBUTE,
+        "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": manifest_uri}}},
+        "OutputConfig": {"S3OutputPath": uri(run.bucket, layout.review_output_prefix)},
+        "LabelCategoryConfigS3Uri": categories_uri,
+        "UiConfig": {"UiTemplateS3Uri": template_uri},
+        "TaskTitle": labeling.task_title,
+        "TaskDescription": labeling.task_description,
+        "NumberOfHumanWorkersPerDataObject": labeling.workers_per_object,
+        "TaskTimeLimitInSeconds": labeling.task_time_limit_seconds,
+        "TaskAvailabilityLifetimeInSeconds": labeling.task_availability_lifetime_seconds,
+        "MaxConcurrentTaskCount": labeling.max_concurrent_task_count,
+    }
+
+
+def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: float) -> RoutingOutput:
+    plan = run.require_plan()
+    spec = read_run_spec(s3, plan.spec_uri)
+    threshold = spec.confidence_threshold if spec.confidence_threshold is not None else default_threshold
+    processed = S3Location.parse(plan.processed_uri)
+    records = [
+        ProcessedRecord.model_validate(line)
+        for line in iter_jsonl(s3, processed.bucket, processed.key + PROCESSED_RECORDS)
+    ]
+    auto, review = split_by_confidence(records, spec.labels, threshold)
+
+    layout = RunLayout(run.dataset, run.run_id)
+    auto_uri = put_jsonl(s3, run.bucket, layout.auto_labeled_key, auto)
+    manifest_uri: str | None = None
+    job: dict[str, Any] | None = None
+    if review:
+        manifest_uri = put_jsonl(s3, run.bucket, layout.review_manifest_key, review)
+        categories_uri = put_json(
+            s3,
+            run.bucket,
+            layout.label_categories_key,
+            {"document-version": "2018-11-28", "labels": [{"label": label} for label in spec.labels]},
+        )
+        template_uri = publish_ui_template(s3, run.bucket)
+        job = labeling_job_request(run, layout, spec, manifest_uri, categories_uri, template_uri)
+    return RoutingOutput(
+        total=len(records),
+        auto_labeled=len(auto),
+        to_review=len(review),
+        threshold=threshold,
+        auto_labeled_uri=auto_uri,
+        review_manifest_uri=manifest_uri,
+        labeling_job=job,
+    )

@@ -1,0 +1,208 @@
+"""LocalCloud: moto's S3, IAM, SageMaker and Step Functions, plus labelflow's stand-ins, set up from template.yaml."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from labelflow import aws
+from labelflow_local import engine
+from labelflow_local.featurestore import FeatureGroup, LocalFeatureStore
+from labelflow_local.functions import FunctionRegistry
+from labelflow_local.processing import LocalProcessing
+from labelflow_local.publish import publish_processing_code
+from labelflow_local.review import LocalGroundTruth, WorkerAnswers
+from labelflow_local.template import PROJECT_ROOT, Resolver, functions, load_template, snake_case
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+BUCKET = "labelflow-demo"
+STATE_MACHINE_NAME = "labelflow"
+ASL_DIR = PROJECT_ROOT / "state_machines"
+_FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "POWERTOOLS_METRICS_NAMESPACE": "Labelflow",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    # EMF blobs are for CloudWatch; locally they would only bury the summary.
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+
+
+class _LocalJobs:
+    def __init__(self, processing: LocalProcessing, labeling: LocalGroundTruth) -> None:
+        self._processing = processing
+        self._labeling = labeling
+
+    def run_processing_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._processing.run(request)
+
+    def run_labeling_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._labeling.run(request)
+
+
+class LocalCloud:
+    """Everything a run touches, in this process. Use `with local_cloud(...) as cloud:`."""
+
+    def __init__(self, workers: WorkerAnswers, store_root: Path, bucket: str = BUCKET) -> None:
+        self.bucket = bucket
+        self.region = REGION
+        self.account = ACCOUNT
+        self.s3: Any = boto3.client("s3", region_name=REGION)
+        self.sfn: Any = boto3.client("stepfunctions", region_name=REGION)
+        self.iam: Any = boto3.client("iam", region_name=REGION)
+        self.sagemaker: Any = boto3.client("sagemaker", region_name=REGION)
+        self.template = load_template()
+        self.state_machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE_NAME}"
+        self.roles = {name: self._role(name) for name in self._resources_of("AWS::IAM::Role")}
+        self.resolver = Resolver(self.template, refs=self._refs(), attributes=self._attributes())
+        self.functions = FunctionRegistry(functions(self.template, self.resolver), REGION, ACCOUNT)
+        self.feature_store = LocalFeatureStore(store_root, REGION, ACCOUNT)
+        self.workers = workers
+
+    # set-up -------------------------------------------------------------------------------------
+
+    def _resources_of(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {name: r for name, r in self.template.get("Resources", {}).items() if r.get("Type") == kind}
+
+    def _function_arn(self, logical_id: str) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:labelflow-{snake_case(logical_id).replace('_', '-')}"
+
+    def _role(self, name: str) -> str:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }  # noqa: E501
+        return str(
+            self.iam.create_role(RoleName=f"labelflow-{name}", AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+                "Arn"
+            ]
+        )
+
+    def _refs(self) -> dict[str, str]:
+        refs = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::StackName": "labelflow",
+        }
+        refs.update(dict.fromkeys(self._resources_of("AWS::S3::Bucket"), self.bucket))
+        refs.update(dict.fromkeys(self._resources_of("AWS::Serverless::StateMachine"), self.state_machine_arn))
+        return refs
+
+    def _attributes(self) -> dict[str, str]:
+        attributes = {
+            f"{name}.Arn": self._function_arn(name) for name in self._resources_of("AWS::Serverless::Function")
+        }
+        attributes.update({f"{name}.Arn": arn for name, arn in self.roles.items()})
+        return attributes
+
+    def _definition(self) -> str:
+        (machine,) = self._resources_of("AWS::Serverless::StateMachine").values()
+        properties = machine["Properties"]
+        text = (PROJECT_ROOT / properties["DefinitionUri"]).read_text()
+        substitutions = {k: self.resolver.resolve(v) for k, v in properties.get("DefinitionSubstitutions", {}).items()}
+        missing = sorted(set(re.findall(r"\$\{(\w+)\}", text)) - set(substitutions))
+        if missing:
+            raise ValueError(f"DefinitionSubstitutions lacks {', '.join(missing)}")
+        return re.sub(r"\$\{(\w+)\}", lambda m: substitutions[m.group(1)], text)
+
+    def start(self) -> None:
+        # Hooks first: moto parses the definition at creation and picks each task's service then.
+        jobs = _LocalJobs(
+            LocalProcessing(self.s3, REGION, ACCOUNT),
+            LocalGroundTruth(self.s3, self.functions, self.workers, REGION, ACCOUNT),
+        )
+        engine.install(self.functions, jobs)
+        self.s3.create_bucket(Bucket=self.bucket)
+        self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        role = next(iter(self.roles.values()), f"arn:aws:iam::{ACCOUNT}:role/labelflow")
+        self.sfn.create_state_machine(name=STATE_MACHINE_NAME, definition=self._definition(), roleArn=role)
+        for name, resource in self._resources_of("AWS::SageMaker::FeatureGroup").items():
+            self._create_feature_group(name, resource["Properties"])
+        publish_processing_code(self.s3, self.bucket)
+        self.feature_store.register(boto3.DEFAULT_SESSION.events)  # type: ignore[union-attr]
+
+    def _create_feature_group(self, logical_id: str, properties: dict[str, Any]) -> None:
+        name = self.resolver.resolve(properties["FeatureGroupName"])
+        definitions = properties["FeatureDefinitions"]
+        self.sagemaker.create_feature_group(
+            FeatureGroupName=name,
+            RecordIdentifierFeatureName=properties["RecordIdentifierFeatureName"],
+            EventTimeFeatureName=properties["EventTimeFeatureName"],
+            FeatureDefinitions=definitions,
+            OnlineStoreConfig={"EnableOnlineStore": True},
+            OfflineStoreConfig=self.resolver.resolve_deep(properties["OfflineStoreConfig"]),
+            RoleArn=next(iter(self.roles.values())),
+        )
+        self.feature_store.add_group(
+            FeatureGroup(
+                name=name,
+                record_id=properties["RecordIdentifierFeatureName"],
+                event_time=properties["EventTimeFeatureName"],
+                features={d["FeatureName"]: d["FeatureType"] for d in definitions},
+                created_epoch=int(time.time()),
+            )
+        )
+
+    # running ------------------------------------------------------------------------------------
+
+    def invoke(self, function: str, event: Any) -> Any:
+        return self.functions.invoke(function, event)
+
+    def wait(self, execution_arn: str, timeout: float = 600.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            described: dict[str, Any] = self.sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] in _TERMINAL:
+                return described
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} still {described['status']} after {timeout:.0f}s")
+            time.sleep(0.02)
+
+    def export(self, prefix: str, destination: Path) -> Path:
+        """Copy objects under `prefix` to disk, so a run's files outlive the in-memory cloud."""
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                target = destination / self.bucket / item["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.s3.download_file(self.bucket, item["Key"], str(target))
+        return destination / self.bucket / prefix
+
+
+@contextmanager
+def local_cloud(workers: WorkerAnswers, store_root: Path, bucket: str = BUCKET) -> Iterator[LocalCloud]:
+    """Fake credentials, moto with the ASL interpreter on, template environments set; all undone on exit."""
+    saved = dict(os.environ)
+    os.environ.update(_FAKE_CREDENTIALS)
+    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        os.environ.pop(variable, None)
+    mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+    mock.start()
+    try:
+        boto3.setup_default_session(region_name=REGION)
+        aws.reset_clients()
+        cloud = LocalCloud(workers, store_root, bucket)
+        os.environ.update(cloud.functions.merged_environment())
+        cloud.start()
+        yield cloud
+    finally:
+        mock.stop()
+        aws.reset_clients()
+        os.environ.clear()
+        os.environ.update(saved)

@@ -1,0 +1,178 @@
+"""Run the whole workflow locally on one file: land it, let the trigger start the run, report the outcome."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from labelflow.layout import RunLayout
+from labelflow.models.run import RunManifest
+from labelflow.models.spec import DatasetSpec
+from labelflow.s3 import S3Location, get_json
+from labelflow_local.cloud import LocalCloud, local_cloud
+from labelflow_local.review import SimulatedWorkers
+from labelflow_local.template import PROJECT_ROOT
+
+DEMO_DATA = PROJECT_ROOT / "demo/data/reviews.csv"
+DEMO_SPEC = PROJECT_ROOT / "demo/datasets/reviews.json"
+DEMO_MODEL = PROJECT_ROOT / "demo/model/sentiment.json"
+DEMO_TRUTH_COLUMN = "true_label"
+
+
+@dataclass
+class RunReport:
+    manifest: RunManifest
+    execution_status: str
+    run_json: str
+    exported_to: Path
+    seconds: float
+    label_accuracy: dict[str, float] = field(default_factory=dict)
+    features: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def read_truth(path: Path, id_column: str, truth_column: str | None) -> dict[str, str]:
+    if truth_column is None:
+        return {}
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = csv.DictReader(handle)
+        if rows.fieldnames is None or truth_column not in rows.fieldnames:
+            raise ValueError(f"{path} has no column '{truth_column}'")
+        return {row[id_column]: row[truth_column] for row in rows}
+
+
+def object_created_event(cloud: LocalCloud, key: str, put: dict[str, Any], size: int) -> dict[str, Any]:
+    """The EventBridge event S3 would send for this PutObject (keys arrive form-encoded)."""
+    from urllib.parse import quote_plus
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "version": "0",
+        "id": f"local-{time.monotonic_ns()}",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": cloud.account,
+        "time": now,
+        "region": cloud.region,
+        "resources": [f"arn:aws:s3:::{cloud.bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": cloud.bucket},
+            "object": {
+                "key": quote_plus(key, safe="/"),
+                "size": size,
+                "etag": put["ETag"].strip('"'),
+                "version-id": put.get("VersionId"),
+                "sequencer": f"{time.monotonic_ns():X}",
+            },
+            "request-id": "LOCAL",
+            "requester": cloud.account,
+            "source-ip-address": "127.0.0.1",
+            "reason": "PutObject",
+        },
+    }
+
+
+def land(cloud: LocalCloud, data: Path, spec: DatasetSpec, spec_body: bytes, model: Path | None) -> str:
+    """Upload spec, model and data as a user would; returns the execution the trigger started."""
+    cloud.s3.put_object(Bucket=cloud.bucket, Key=f"config/datasets/{spec.dataset}.json", Body=spec_body)
+    if spec.model is not None:
+        if model is None:
+            raise ValueError("the spec names a model: pass its file")
+        location = S3Location.parse(spec.model.s3_uri)
+        if location.bucket != cloud.bucket:
+            raise ValueError(f"local mode has one bucket, {cloud.bucket}: the spec's model must live there")
+        cloud.s3.put_object(Bucket=cloud.bucket, Key=location.key, Body=model.read_bytes())
+    key = f"raw/{spec.dataset}/{data.name}"
+    body = data.read_bytes()
+    put = cloud.s3.put_object(Bucket=cloud.bucket, Key=key, Body=body)
+    started = cloud.invoke("on_object_created", object_created_event(cloud, key, put, len(body)))
+    execution = started["executions"][0]
+    if execution["status"] != "started":
+        raise RuntimeError(f"the trigger did not start a run: {execution}")
+    return str(execution["execution_arn"])
+
+
+def run_local(
+    data: Path,
+    spec_path: Path,
+    model: Path | None,
+    workdir: Path,
+    truth_column: str | None = None,
+    worker_accuracy: float = 0.9,
+    seed: int = 7,
+) -> RunReport:
+    spec_body = spec_path.read_bytes()
+    spec = DatasetSpec.model_validate_json(spec_body)
+    truth = read_truth(data, spec.record_id_column, truth_column)
+    started = time.perf_counter()
+    workers = SimulatedWorkers(truth, accuracy=worker_accuracy, seed=seed)
+    with local_cloud(workers, workdir / "feature-store") as cloud:
+        execution_arn = land(cloud, data, spec, spec_body, model)
+        described = cloud.wait(execution_arn)
+        run_id = execution_arn.rsplit("-", 1)[-1]
+        layout = RunLayout(spec.dataset, run_id)
+        manifest = RunManifest.model_validate(get_json(cloud.s3, cloud.bucket, layout.run_manifest_key))
+        exported = cloud.export(layout.prefix, workdir / "s3")
+        cloud.feature_store.flush()
+        features = cloud.feature_store.online_records(spec.feature_group_name)
+        seconds = time.perf_counter() - started
+        return RunReport(
+            manifest=manifest,
+            execution_status=described["status"],
+            run_json=f"s3://{cloud.bucket}/{layout.run_manifest_key}",
+            exported_to=exported,
+            seconds=seconds,
+            label_accuracy=label_accuracy(features, truth),
+            features=features,
+        )
+
+
+def label_accuracy(features: dict[str, dict[str, str]], truth: dict[str, str]) -> dict[str, float]:
+    """How often the stored label matches the truth, per label source (only when the truth is known)."""
+    hits: dict[str, list[bool]] = {}
+    for record_id, values in features.items():
+        if record_id in truth:
+            hits.setdefault(values["label_source"], []).append(values["label"] == truth[record_id])
+    return {source: sum(results) / len(results) for source, results in sorted(hits.items())}
+
+
+def summary(report: RunReport) -> str:
+    counts = report.manifest.counts
+    failed = sum(n or 0 for n in (counts.rejected, counts.unlabeled, counts.ingest_failed))
+    lines = [
+        f"run {report.manifest.run_id}: {report.manifest.status} (execution {report.execution_status})",
+        f"  records in      {counts.records_in}",
+        f"  auto-labeled    {counts.auto_labeled}",
+        f"  sent to humans  {counts.sent_to_review}",
+        f"  human-labeled   {counts.human_labeled}",
+        f"  ingested        {counts.ingested}",
+        f"  failed          {failed} (rejected {counts.rejected}, unlabeled {counts.unlabeled}, "
+        f"ingest failed {counts.ingest_failed})",
+    ]
+    for source, accuracy in report.label_accuracy.items():
+        lines.append(f"  label accuracy ({source}) {accuracy:.1%}")
+    if report.manifest.error:
+        lines.append(f"  error           {report.manifest.error.error}: {report.manifest.error.cause}")
+    lines += [
+        f"  run.json        {report.run_json}",
+        f"                  (copied to {report.exported_to / 'run.json'})",
+        f"  took            {report.seconds:.2f}s",
+    ]
+    return "\n".join(lines)
+
+
+def report_json(report: RunReport) -> str:
+    return json.dumps(
+        {
+            "run": report.manifest.model_dump(mode="json"),
+            "execution_status": report.execution_status,
+            "seconds": round(report.seconds, 3),
+            "label_accuracy": report.label_accuracy,
+        },
+        indent=2,
+    )

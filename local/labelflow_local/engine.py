@@ -1,0 +1,187 @@
+"""Plug labelflow's local stand-ins into moto's Step Functions interpreter.
+
+moto runs the real ASL, but would send Lambda tasks to Docker and has no `.sync` SageMaker
+integration. We replace exactly two private hook points (see ../shared/LOCAL-ENGINE.md); moto is
+pinned, and tests/integration/test_engine_hooks.py fails loudly if either of them moves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils, state_task_factory
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
+    ResourceCondition,
+    ResourceRuntimePart,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+    StateTaskService,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+    StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+from labelflow_local.functions import FunctionError, FunctionRegistry
+
+_FAILED_STATUSES: Final = frozenset({"Failed", "Stopped"})
+
+
+class SageMakerJobs(Protocol):
+    """Runs a SageMaker job to its end and returns what the matching Describe* call would."""
+
+    def run_processing_job(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+    def run_labeling_job(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+
+_SUPPORTED: Final[dict[str, tuple[set[str], str]]] = {
+    # api action → (request fields we accept, Create* output field naming the job ARN)
+    "createprocessingjob": (
+        {
+            "ProcessingJobName", "RoleArn", "AppSpecification", "ProcessingResources", "ProcessingInputs",
+            "ProcessingOutputConfig", "Environment", "StoppingCondition", "NetworkConfig", "Tags", "ExperimentConfig",
+        },
+        "ProcessingJobArn",
+    ),
+    "createlabelingjob": (
+        {
+            "LabelingJobName", "LabelAttributeName", "InputConfig", "OutputConfig", "RoleArn",
+            "LabelCategoryConfigS3Uri", "StoppingConditions", "LabelingJobAlgorithmsConfig", "HumanTaskConfig", "Tags",
+        },
+        "LabelingJobArn",
+    ),
+}  # fmt: skip
+
+
+class _Runtime:
+    """What the hooks dispatch to; set by install() for the process (moto's engine is process-wide)."""
+
+    functions: FunctionRegistry | None = None
+    jobs: SageMakerJobs | None = None
+
+
+_runtime = _Runtime()
+
+
+def _invoke_lambda_function(parameters: dict[str, Any], region: str, state_credentials: Any) -> dict[str, Any]:
+    """Replaces moto's Docker-bound Lambda call with the real handler, called in-process."""
+    if _runtime.functions is None:
+        raise RuntimeError("labelflow local runtime is not installed")
+    raw = parameters.get("Payload")
+    event = json.loads(raw) if raw else {}
+    try:
+        payload = _runtime.functions.invoke(parameters["FunctionName"], event)
+    except FunctionError as exc:
+        return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": exc.payload}
+    # Round-trip through JSON as Lambda does, so nothing non-serialisable slips into the state.
+    return {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": json.loads(json.dumps(payload))}
+
+
+class LocalSageMakerTask(StateTaskServiceCallback):
+    """`arn:aws:states:::sagemaker:create{Processing,Labeling}Job.sync` run by local stand-ins."""
+
+    def __init__(self) -> None:
+        # WaitForTaskToken must be listed too: the base class always touches the callback endpoint.
+        patterns = {ResourceCondition(ResourceCondition.Sync), ResourceCondition(ResourceCondition.WaitForTaskToken)}
+        super().__init__(supported_integration_patterns=patterns)
+        self._describe: dict[str, Any] | None = None
+
+    def _get_supported_parameters(self) -> set[str] | None:
+        supported = _SUPPORTED.get(self.resource.api_action.lower())
+        return supported[0] if supported else None
+
+    def _eval_service_task(
+        self,
+        env: Environment,
+        resource_runtime_part: ResourceRuntimePart,
+        normalised_parameters: dict[str, Any],
+        state_credentials: Any,
+    ) -> None:
+        if _runtime.jobs is None:
+            raise RuntimeError("labelflow local runtime is not installed")
+        action = self.resource.api_action.lower()
+        if action == "createprocessingjob":
+            describe = _runtime.jobs.run_processing_job(normalised_parameters)
+        else:
+            describe = _runtime.jobs.run_labeling_job(normalised_parameters)
+        self._describe = describe
+        arn_field = _SUPPORTED[action][1]
+        env.stack.append({arn_field: describe[arn_field]})
+
+    def _build_sync_resolver(
+        self,
+        env: Environment,
+        resource_runtime_part: ResourceRuntimePart,
+        normalised_parameters: dict[str, Any],
+        state_credentials: Any,
+    ) -> Callable[[], Any]:
+        describe = self._describe or {}
+
+        def resolve() -> dict[str, Any]:
+            status = describe.get("ProcessingJobStatus") or describe.get("LabelingJobStatus")
+            if status in _FAILED_STATUSES:
+                raise FailureEventException(
+                    FailureEvent(
+                        env=env,
+                        error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                        event_type=HistoryEventType.TaskFailed,
+                        event_details=EventDetails(  # type: ignore[typeddict-item]
+                            taskFailedEventDetails=TaskFailedEventDetails(
+                                error=StatesErrorNameType.StatesTaskFailed.to_name(),
+                                cause=json.dumps(describe, default=str),
+                                resource=self._get_sfn_resource(),
+                                resourceType=self._get_sfn_resource_type(),
+                            )
+                        ),
+                    )
+                )
+            return describe
+
+        return resolve
+
+
+_original_service_for = state_task_factory.state_task_service_for  # type: ignore[attr-defined]
+
+
+def _state_task_service_for(service_name: str) -> StateTaskService:
+    if service_name == "sagemaker":
+        return LocalSageMakerTask()
+    service: StateTaskService = _original_service_for(service_name)
+    return service
+
+
+def install(functions: FunctionRegistry, jobs: SageMakerJobs) -> None:
+    """Route Lambda and SageMaker tasks of every execution in this process to the local runtime."""
+    _runtime.functions = functions
+    _runtime.jobs = jobs
+    lambda_eval_utils._invoke_lambda_function = _invoke_lambda_function
+    state_task_factory.state_task_service_for = _state_task_service_for  # type: ignore[attr-defined]
+    # moto logs whole objects at WARNING for unsupported paths we replace; keep the console readable.
+    for name in ("moto", "moto.stepfunctions"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def hook_points() -> dict[str, bool]:
+    """Whether moto still has the private attributes we replace (the smoke test asserts all are True)."""
+    return {
+        "lambda_eval_utils._invoke_lambda_function": callable(
+            getattr(lambda_eval_utils, "_invoke_lambda_function", None)
+        ),
+        "state_task_factory.state_task_service_for": callable(
+            getattr(state_task_factory, "state_task_service_for", None)
+        ),
+        "StateTaskServiceCallback._build_sync_resolver": hasattr(StateTaskServiceCallback, "_build_sync_resolver"),
+        "StateTaskServiceCallback._eval_service_task": hasattr(StateTaskServiceCallback, "_eval_service_task"),
+    }

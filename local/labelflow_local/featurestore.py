@@ -1,0 +1,169 @@
+"""Local Feature Store runtime: PutRecord/GetRecord answered in-process, stored on disk.
+
+Online store: the latest record per id (by event time), as Feature Store keeps it. Offline store:
+every accepted write as Parquet under Feature Store's offline layout, partitioned by event time hour.
+Calls are intercepted at botocore's `before-call` event, so the real handlers' clients are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+SERVICE = "sagemaker-featurestore-runtime"
+RESERVED = ("api_invocation_time", "write_time", "is_deleted")
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    name: str
+    record_id: str
+    event_time: str
+    features: dict[str, str]  # name → Integral | Fractional | String
+    created_epoch: int
+
+
+def _event_time(value: str) -> datetime:
+    return datetime.strptime(value.replace(".000Z", "Z")[:20], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+class ValidationError(Exception):
+    pass
+
+
+class LocalFeatureStore:
+    def __init__(self, root: Path, region: str, account: str) -> None:
+        self.root = root
+        self._region = region
+        self._account = account
+        self._groups: dict[str, FeatureGroup] = {}
+        self._online: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
+        self._offline: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def add_group(self, group: FeatureGroup) -> None:
+        self._groups[group.name] = group
+
+    def put_record(self, group_name: str, record: list[dict[str, str]]) -> None:
+        group = self._groups.get(group_name)
+        if group is None:
+            raise ValidationError(f"feature group {group_name} does not exist")
+        values = {item["FeatureName"]: item["ValueAsString"] for item in record}
+        unknown = sorted(set(values) - set(group.features))
+        if unknown:
+            raise ValidationError(f"features not in {group_name}: {', '.join(unknown)}")
+        for name in (group.record_id, group.event_time):
+            if not values.get(name):
+                raise ValidationError(f"record is missing {name}")
+        for name, value in values.items():
+            kind = group.features[name]
+            try:
+                if kind == "Integral":
+                    int(value)
+                elif kind == "Fractional":
+                    float(value)
+            except ValueError as exc:
+                raise ValidationError(f"{name}={value!r} is not {kind}") from exc
+        event_time = _event_time(values[group.event_time])
+        now = datetime.now(UTC)
+        with self._lock:
+            current = self._online[group_name].get(values[group.record_id])
+            # An older event time goes to the offline store only, as in Feature Store.
+            if current is None or _event_time(current[group.event_time]) <= event_time:
+                self._online[group_name][values[group.record_id]] = values
+            self._offline[group_name].append(
+                {**values, "api_invocation_time": now, "write_time": now, "is_deleted": False}
+            )
+
+    def get_record(self, group_name: str, record_id: str) -> list[dict[str, str]] | None:
+        if group_name not in self._groups:
+            raise ValidationError(f"feature group {group_name} does not exist")
+        with self._lock:
+            values = self._online[group_name].get(record_id)
+        return [{"FeatureName": k, "ValueAsString": v} for k, v in values.items()] if values else None
+
+    def online_records(self, group_name: str) -> dict[str, dict[str, str]]:
+        with self._lock:
+            return dict(self._online[group_name])
+
+    def flush(self) -> list[Path]:
+        """Write the online store as JSON and the pending offline rows as Parquet; returns the files."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        written: list[Path] = []
+        with self._lock:
+            for name, group in self._groups.items():
+                online = self.root / "online" / f"{name}.json"
+                online.parent.mkdir(parents=True, exist_ok=True)
+                online.write_text(json.dumps(self._online[name], indent=1, sort_keys=True))
+                written.append(online)
+                rows, self._offline[name] = self._offline[name], []
+                by_hour: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
+                for row in rows:
+                    by_hour[_event_time(row[group.event_time]).replace(minute=0, second=0)].append(row)
+                for hour, hour_rows in sorted(by_hour.items()):
+                    folder = (
+                        self.root
+                        / f"{self._account}/sagemaker/{self._region}/offline-store/{name}-{group.created_epoch}/data"
+                        / f"year={hour:%Y}/month={hour:%m}/day={hour:%d}/hour={hour:%H}"
+                    )
+                    folder.mkdir(parents=True, exist_ok=True)
+                    path = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}_{secrets.token_hex(8)}.parquet"
+                    pq.write_table(pa.Table.from_pylist([self._typed(group, row) for row in hour_rows]), path)
+                    written.append(path)
+        return written
+
+    @staticmethod
+    def _typed(group: FeatureGroup, row: dict[str, Any]) -> dict[str, Any]:
+        typed: dict[str, Any] = {}
+        for name, kind in group.features.items():
+            value = row.get(name)
+            if value is None:
+                typed[name] = None
+            elif kind == "Integral":
+                typed[name] = int(value)
+            elif kind == "Fractional":
+                typed[name] = float(value)
+            else:
+                typed[name] = value
+        typed.update({key: row[key] for key in RESERVED})
+        return typed
+
+    # botocore hooks -----------------------------------------------------------------------------
+
+    def register(self, events: Any) -> None:
+        events.register(f"before-parameter-build.{SERVICE}", self._remember_params)
+        events.register(f"before-call.{SERVICE}", self._answer)
+
+    @staticmethod
+    def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["labelflow_params"] = dict(params)
+
+    def _answer(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        params = context.get("labelflow_params", {})
+        try:
+            if model.name == "PutRecord":
+                self.put_record(params["FeatureGroupName"], params["Record"])
+                return _response(200, {})
+            if model.name == "GetRecord":
+                record = self.get_record(params["FeatureGroupName"], params["RecordIdentifierValueAsString"])
+                return _response(200, {"Record": record} if record else {})
+        except ValidationError as exc:
+            return _response(400, {"Error": {"Code": "ValidationError", "Message": str(exc)}})
+        return _response(
+            400, {"Error": {"Code": "ValidationError", "Message": f"{model.name} is not emulated locally"}}
+        )
+
+
+def _response(status: int, parsed: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
+    parsed.setdefault("ResponseMetadata", {"HTTPStatusCode": status, "RequestId": secrets.token_hex(8)})
+    return AWSResponse("https://featurestore-runtime.local", status, HTTPHeaders(), None), parsed

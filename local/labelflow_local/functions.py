@@ -1,0 +1,102 @@
+"""Run the real functions/*/app.py handlers in-process, as Lambda would, with template.yaml's environment."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from labelflow_local.template import FunctionDef
+
+Handler = Callable[[Any, Any], Any]
+
+
+@dataclass
+class LocalContext:
+    """The LambdaContext attributes Powertools and our handlers read."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+class FunctionError(Exception):
+    """A handler raised: carries Lambda's error payload (errorType is what ASL Retry/Catch match)."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(f"{payload['errorType']}: {payload['errorMessage']}")
+        self.payload = payload
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    return {
+        "errorType": type(exc).__name__,
+        "errorMessage": str(exc),
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+
+
+class FunctionRegistry:
+    """The template's functions by folder name and by local ARN; handlers are imported once, thread-safely."""
+
+    def __init__(self, definitions: dict[str, FunctionDef], region: str, account: str) -> None:
+        self.definitions = definitions
+        self._arn_prefix = f"arn:aws:lambda:{region}:{account}:function:"
+        self._handlers: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+
+    def arn(self, name: str) -> str:
+        return f"{self._arn_prefix}labelflow-{name.replace('_', '-')}"
+
+    def resolve(self, reference: str) -> FunctionDef:
+        """A folder name, a logical id, or a local function ARN (with or without a qualifier)."""
+        for name, definition in self.definitions.items():
+            if reference in (name, definition.logical_id) or reference.split(":")[:7] == self.arn(name).split(":"):
+                return definition
+        known = ", ".join(sorted(self.definitions))
+        raise KeyError(f"no function '{reference}' in template.yaml (known: {known})")
+
+    def merged_environment(self) -> dict[str, str]:
+        """All functions' variables at once (one process hosts them all); a conflict is a template bug."""
+        merged: dict[str, str] = {}
+        for definition in self.definitions.values():
+            for variable, value in definition.environment.items():
+                if merged.setdefault(variable, value) != value:
+                    raise ValueError(f"functions disagree on {variable}: local mode needs one value per variable")
+        return merged
+
+    def handler(self, definition: FunctionDef) -> Handler:
+        with self._lock:
+            if definition.name not in self._handlers:
+                module_name, attribute = definition.handler.rsplit(".", 1)
+                path = definition.code_dir / f"{module_name}.py"
+                spec = importlib.util.spec_from_file_location(f"labelflow_functions.{definition.name}", path)
+                if spec is None or spec.loader is None:
+                    raise ImportError(f"cannot load {path}")
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                self._handlers[definition.name] = getattr(module, attribute)
+            return self._handlers[definition.name]
+
+    def invoke(self, reference: str, event: Any) -> Any:
+        """Call the handler; a raised exception comes back as FunctionError with Lambda's error payload."""
+        definition = self.resolve(reference)
+        handler = self.handler(definition)
+        context = LocalContext(
+            function_name=f"labelflow-{definition.name}", invoked_function_arn=self.arn(definition.name)
+        )
+        try:
+            return handler(event, context)
+        except Exception as exc:
+            raise FunctionError(error_payload(exc)) from exc

@@ -1,0 +1,179 @@
+"""Local human review: a Ground Truth stand-in that drives the real pre/post Lambdas with local workers.
+
+Worker answers come from a backend: simulated workers (seeded, with a set accuracy) by default.
+Everything is written where and how Ground Truth writes it, so merge reads the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from labelflow.s3 import S3Location, get_json, iter_jsonl, put_bytes, put_json
+from labelflow_local.functions import FunctionError, FunctionRegistry
+
+CLASSIFIER_NAME = "category"
+
+
+class WorkerAnswers(Protocol):
+    """Answers for one task: (worker id, label) per worker."""
+
+    def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]: ...
+
+
+class SimulatedWorkers:
+    """A seeded crowd: each answer is the true label with probability `accuracy`, else another label.
+
+    Answers depend only on the seed and the record id, never on the order tasks arrive in.
+    """
+
+    def __init__(self, truth: Mapping[str, str], accuracy: float = 0.9, seed: int = 7, pool: int = 5) -> None:
+        if not 0.0 <= accuracy <= 1.0:
+            raise ValueError("accuracy must be between 0 and 1")
+        self._truth = truth
+        self._accuracy = accuracy
+        self._seed = seed
+        self._pool = [f"local.simulated.worker-{number}" for number in range(1, pool + 1)]
+
+    def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]:
+        record_id = str(task_input["record_id"])
+        labels: list[str] = list(task_input["labels"])
+        rng = random.Random(f"{self._seed}:{record_id}")
+        chosen = rng.sample(self._pool, min(workers, len(self._pool)))
+        truth = self._truth.get(record_id)
+        answers = []
+        for worker in chosen:
+            if truth is not None and rng.random() < self._accuracy:
+                answers.append((worker, truth))
+            else:
+                wrong = [label for label in labels if label != truth] or labels
+                answers.append((worker, rng.choice(wrong)))
+        return answers
+
+
+class LocalGroundTruth:
+    """Runs CreateLabelingJob requests to completion and answers with DescribeLabelingJob's shape."""
+
+    def __init__(self, s3: Any, functions: FunctionRegistry, workers: WorkerAnswers, region: str, account: str) -> None:
+        self._s3 = s3
+        self._functions = functions
+        self._workers = workers
+        self._region = region
+        self._account = account
+
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["LabelingJobName"]
+        arn = f"arn:aws:sagemaker:{self._region}:{self._account}:labeling-job/{name.lower()}"
+        attribute = request["LabelAttributeName"]
+        task = request["HumanTaskConfig"]
+        created = datetime.now(UTC)
+        stamp = created.strftime("%Y-%m-%d_%H-%M-%S")
+        output = S3Location.parse(request["OutputConfig"]["S3OutputPath"].rstrip("/") + f"/{name}/")
+        describe: dict[str, Any] = {
+            "LabelingJobName": name,
+            "LabelingJobArn": arn,
+            "LabelAttributeName": attribute,
+            "CreationTime": created.isoformat(),
+            "InputConfig": request["InputConfig"],
+            "OutputConfig": request["OutputConfig"],
+            "RoleArn": request["RoleArn"],
+            "HumanTaskConfig": task,
+        }
+        manifest = S3Location.parse(request["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"])
+        lines = list(iter_jsonl(self._s3, *manifest))
+        categories_uri = S3Location.parse(request["LabelCategoryConfigS3Uri"])
+        categories = [entry["label"] for entry in get_json(self._s3, *categories_uri)["labels"]]
+
+        try:
+            batch = self._collect_answers(arn, task, lines, output, stamp)
+            request_key = f"{output.key}annotations/consolidation-request/iteration-1/{stamp}.json"
+            put_bytes(self._s3, output.bucket, request_key, json.dumps(batch).encode(), "application/json")
+            consolidated = self._functions.invoke(
+                task["AnnotationConsolidationConfig"]["AnnotationConsolidationLambdaArn"],
+                {
+                    "version": "2018-10-16",
+                    "labelingJobArn": arn,
+                    "labelCategories": categories,
+                    "labelAttributeName": attribute,
+                    "roleArn": request["RoleArn"],
+                    "payload": {"s3Uri": f"s3://{output.bucket}/{request_key}"},
+                },
+            )
+        except FunctionError as exc:
+            describe.update(LabelingJobStatus="Failed", FailureReason=f"lambda failed: {exc}"[:1024])
+            return describe
+        put_json(
+            self._s3,
+            output.bucket,
+            f"{output.key}annotations/consolidation-response/iteration-1/{stamp}.json",
+            consolidated,
+        )
+        by_object = {entry["datasetObjectId"]: entry["consolidatedAnnotation"]["content"] for entry in consolidated}
+        output_lines = []
+        for index, line in enumerate(lines):
+            content = by_object.get(str(index))
+            if content is None:
+                line = {**line, f"{attribute}-metadata": {"failure-reason": "no worker answered", "job-name": name}}
+            else:
+                line = {**line, **content}
+            output_lines.append(json.dumps(line))
+        output_key = f"{output.key}manifests/output/output.manifest"
+        put_bytes(self._s3, output.bucket, output_key, ("\n".join(output_lines) + "\n").encode(), "application/jsonl")
+        labeled = len(by_object)
+        describe.update(
+            LabelingJobStatus="Completed",
+            LabelCounters={
+                "TotalLabeled": labeled,
+                "HumanLabeled": labeled,
+                "MachineLabeled": 0,
+                "FailedNonRetryableError": len(lines) - labeled,
+                "Unlabeled": 0,
+            },
+            LabelingJobOutput={"OutputDatasetS3Uri": f"s3://{output.bucket}/{output_key}"},
+        )
+        return describe
+
+    def _collect_answers(
+        self, arn: str, task: dict[str, Any], lines: list[dict[str, Any]], output: S3Location, stamp: str
+    ) -> list[dict[str, Any]]:
+        """Pre-annotation Lambda per line, then the workers; worker responses are saved like Ground Truth's."""
+        workers = int(task.get("NumberOfHumanWorkersPerDataObject", 1))
+        batch = []
+        for index, line in enumerate(lines):
+            pre = self._functions.invoke(
+                task["PreHumanTaskLambdaArn"], {"version": "2018-10-16", "labelingJobArn": arn, "dataObject": line}
+            )
+            answers = self._workers.answer(pre["taskInput"], workers)
+            responses = {
+                "answers": [
+                    {
+                        "answerContent": {CLASSIFIER_NAME: {"label": label}},
+                        "workerId": worker,
+                        "workerMetadata": {"identityData": {"identityProviderType": "Local", "sub": worker}},
+                    }
+                    for worker, label in answers
+                ]
+            }
+            put_json(
+                self._s3,
+                output.bucket,
+                f"{output.key}annotations/worker-response/iteration-1/{index}/{stamp}.json",
+                responses,
+            )
+            batch.append(
+                {
+                    "datasetObjectId": str(index),
+                    "dataObject": {"content": line.get("source", "")},
+                    "annotations": [
+                        {
+                            "workerId": worker,
+                            "annotationData": {"content": json.dumps({CLASSIFIER_NAME: {"label": label}})},
+                        }
+                        for worker, label in answers
+                    ],
+                }
+            )
+        return batch

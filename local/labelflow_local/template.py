@@ -1,0 +1,120 @@
+"""Read template.yaml: which functions exist, their code folders and the environment each one gets."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A YAML loader that turns CloudFormation short tags (!Ref, !GetAtt, !Sub…) into their long form."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)  # type: ignore[no-untyped-call]
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    with path.open() as handle:
+        document: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return document
+
+
+def snake_case(logical_id: str) -> str:
+    """`PlanProcessingFunction` → `plan_processing`, the folder name under functions/."""
+    base = logical_id.removesuffix("Function")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", base).lower()
+
+
+@dataclass(frozen=True)
+class FunctionDef:
+    logical_id: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.code_dir.name
+
+
+class Resolver:
+    """Resolves the intrinsic functions template.yaml uses in environments, against local values."""
+
+    def __init__(self, template: dict[str, Any], refs: dict[str, str], attributes: dict[str, str]) -> None:
+        self._refs = dict(refs)
+        for name, parameter in template.get("Parameters", {}).items():
+            self._refs.setdefault(name, str(parameter.get("Default", "")))
+        self._attributes = attributes
+
+    def resolve(self, value: Any) -> str:
+        if isinstance(value, str | int | float):
+            return str(value)
+        if isinstance(value, dict) and len(value) == 1:
+            ((kind, argument),) = value.items()
+            if kind == "Ref":
+                return self._lookup(self._refs, str(argument))
+            if kind == "Fn::GetAtt":
+                resource, attribute = argument if isinstance(argument, list) else str(argument).split(".", 1)
+                return self._lookup(self._attributes, f"{resource}.{attribute}")
+            if kind == "Fn::Sub" and isinstance(argument, str):
+                return re.sub(r"\$\{([^}!]+)\}", lambda m: self._sub(m.group(1)), argument)
+        raise ValueError(f"local mode cannot resolve {value!r} from template.yaml")
+
+    def resolve_deep(self, value: Any) -> Any:
+        """Resolve intrinsics anywhere inside lists and mappings."""
+        if isinstance(value, list):
+            return [self.resolve_deep(item) for item in value]
+        if isinstance(value, dict) and not (
+            len(value) == 1 and (next(iter(value)) == "Ref" or next(iter(value)).startswith("Fn::"))
+        ):
+            return {key: self.resolve_deep(item) for key, item in value.items()}
+        return self.resolve(value) if isinstance(value, dict) else value
+
+    def _sub(self, name: str) -> str:
+        return self._lookup(self._attributes, name) if "." in name else self._lookup(self._refs, name)
+
+    @staticmethod
+    def _lookup(table: dict[str, str], name: str) -> str:
+        if name not in table:
+            raise ValueError(f"local mode has no value for {name} (template.yaml)")
+        return table[name]
+
+
+def functions(template: dict[str, Any], resolver: Resolver) -> dict[str, FunctionDef]:
+    """Every AWS::Serverless::Function, keyed by its folder name, with Globals merged in."""
+    global_function = template.get("Globals", {}).get("Function", {})
+    global_env = global_function.get("Environment", {}).get("Variables", {})
+    found: dict[str, FunctionDef] = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        properties = resource.get("Properties", {})
+        variables = {**global_env, **properties.get("Environment", {}).get("Variables", {})}
+        definition = FunctionDef(
+            logical_id=logical_id,
+            code_dir=(PROJECT_ROOT / properties["CodeUri"]).resolve(),
+            handler=properties.get("Handler", global_function.get("Handler", "app.lambda_handler")),
+            environment={name: resolver.resolve(value) for name, value in variables.items()},
+        )
+        found[definition.name] = definition
+    return found

@@ -1,0 +1,379 @@
+"""Static checks of template.yaml: the deployable contract between the code and AWS."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+ASL = ROOT / "state_machines" / "labeling.asl.json"
+SAMCONFIG = ROOT / "samconfig.toml"
+
+RESERVED_FEATURE_NAMES = {"is_deleted", "write_time", "api_invocation_time"}
+
+
+# --------------------------------------------------------------------------- loader
+class CfnLoader(yaml.SafeLoader):
+    """A SafeLoader that turns CloudFormation short tags (!Ref, !GetAtt, !Sub, ...) into their long form."""
+
+
+def _construct_cfn_tag(loader: CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        resource, attribute = value.split(".", 1)
+        return {"Fn::GetAtt": [resource, attribute]}
+    return {f"Fn::{tag_suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _construct_cfn_tag)  # type: ignore[no-untyped-call]
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        document = yaml.load(handle, Loader=CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    assert isinstance(document, dict), f"{path} is not a YAML mapping"
+    return document
+
+
+# -------------------------------------------------------------------------- helpers
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    resources: dict[str, Any] = template["Resources"]
+    return resources
+
+
+def resources_of_type(resources: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in resources.items() if res["Type"] == resource_type}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def iter_statements(node: Any) -> Iterator[dict[str, Any]]:
+    """Every IAM-style statement (a mapping with Effect and Action) anywhere below `node`."""
+    if isinstance(node, dict):
+        if "Effect" in node and ("Action" in node or "NotAction" in node):
+            yield node
+        for child in node.values():
+            yield from iter_statements(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from iter_statements(child)
+
+
+def function_env(template: dict[str, Any], name: str) -> dict[str, Any]:
+    env = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    env.update(template["Resources"][name]["Properties"].get("Environment", {}).get("Variables", {}))
+    return env
+
+
+# ---------------------------------------------------------------------------- tests
+def test_template_is_a_sam_template(template: dict[str, Any]) -> None:
+    # Given the template
+    # When its transform and function globals are read
+    globals_ = template["Globals"]["Function"]
+    # Then it is a SAM template for arm64 Python 3.12 functions sharing the labelflow layer
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+    assert globals_["Runtime"] == "python3.12"
+    assert globals_["Architectures"] == ["arm64"]
+    assert globals_["Handler"] == "app.lambda_handler"
+    assert globals_["Tracing"] == "Active"
+    assert globals_["Layers"] == [{"Ref": "LabelflowLayer"}]
+    assert globals_["Environment"]["Variables"]["DATA_BUCKET"] == {"Ref": "DataBucket"}
+
+
+def test_data_bucket_is_versioned_encrypted_private_and_emits_events(resources: dict[str, Any]) -> None:
+    # Given the data bucket
+    bucket = resources["DataBucket"]
+    props = bucket["Properties"]
+    # When its protection settings are read
+    encryption = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    public_access = props["PublicAccessBlockConfiguration"]
+    # Then it is versioned, encrypted at rest, fully private, owner-enforced, EventBridge-enabled and retained
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    assert encryption and all(
+        rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"} for rule in encryption
+    )
+    assert public_access == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert props["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["UpdateReplacePolicy"] == "Retain"
+
+
+def test_data_bucket_policy_denies_requests_without_tls(resources: dict[str, Any]) -> None:
+    # Given the bucket policies of the template
+    policies = resources_of_type(resources, "AWS::S3::BucketPolicy")
+    # When the one on the data bucket is looked up
+    (policy,) = [p for p in policies.values() if p["Properties"]["Bucket"] == {"Ref": "DataBucket"}]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    # Then it denies every S3 action over plain HTTP on the bucket and on its objects
+    tls_denials = [
+        s
+        for s in statements
+        if s["Effect"] == "Deny"
+        and "s3:*" in as_list(s["Action"])
+        and str(s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")).lower() == "false"
+    ]
+    assert tls_denials, "no statement denies aws:SecureTransport=false"
+    covered = [r for s in tls_denials for r in as_list(s["Resource"])]
+    assert {"Fn::GetAtt": ["DataBucket", "Arn"]} in covered
+    assert {"Fn::Sub": "${DataBucket.Arn}/*"} in covered
+
+
+def test_every_function_code_folder_exists(resources: dict[str, Any]) -> None:
+    # Given every SAM function of the template
+    functions = resources_of_type(resources, "AWS::Serverless::Function")
+    assert len(functions) == 8
+    for name, function in functions.items():
+        # When its CodeUri is resolved against the repository
+        code_uri = function["Properties"]["CodeUri"]
+        folder = ROOT / code_uri
+        # Then it is a folder under functions/ holding the app.py the global handler points at
+        assert code_uri.startswith("functions/"), name
+        assert folder.is_dir(), f"{name}: {code_uri} does not exist"
+        assert (folder / "app.py").is_file(), f"{name}: {code_uri}app.py does not exist"
+
+
+def test_layer_is_built_for_python312_arm64(resources: dict[str, Any]) -> None:
+    # Given the labelflow layer
+    layer = resources["LabelflowLayer"]
+    # When its build settings are read
+    props, metadata = layer["Properties"], layer["Metadata"]
+    # Then it is built with pip for the same runtime and architecture as the functions
+    assert (ROOT / props["ContentUri"]).is_dir()
+    assert props["CompatibleRuntimes"] == ["python3.12"]
+    assert props["CompatibleArchitectures"] == ["arm64"]
+    assert metadata == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+
+
+def test_state_machine_substitutions_match_the_definition_placeholders(resources: dict[str, Any]) -> None:
+    # Given the state machine definition file
+    if not ASL.exists():
+        pytest.skip("state_machines/labeling.asl.json is not written yet")
+    machine = resources["LabelingStateMachine"]["Properties"]
+    assert ROOT / machine["DefinitionUri"] == ASL
+    json.loads(ASL.read_text(encoding="utf-8"))
+    # When its ${...} placeholders are collected
+    placeholders = set(re.findall(r"\$\{([^}]+)\}", ASL.read_text(encoding="utf-8")))
+    # Then each has a DefinitionSubstitutions key, and no substitution is unused
+    assert placeholders == set(machine["DefinitionSubstitutions"])
+
+
+def test_state_machine_may_invoke_every_workflow_function(resources: dict[str, Any]) -> None:
+    # Given the state machine's substitutions and policies
+    machine = resources["LabelingStateMachine"]["Properties"]
+    invokable = {
+        policy["LambdaInvokePolicy"]["FunctionName"]["Ref"]
+        for policy in machine["Policies"]
+        if isinstance(policy, dict) and "LambdaInvokePolicy" in policy
+    }
+    # When the functions it calls as Task resources are listed (Ground Truth, not the workflow, calls the GT ones)
+    called = {
+        value["Fn::GetAtt"][0]
+        for key, value in machine["DefinitionSubstitutions"].items()
+        if key.endswith("FunctionArn") and not key.startswith("Gt")
+    }
+    # Then each of them may be invoked by the state machine
+    assert called == {
+        "PlanProcessingFunction",
+        "RouteByConfidenceFunction",
+        "MergeLabelsFunction",
+        "IngestFeaturesFunction",
+        "FinalizeRunFunction",
+    }
+    assert called <= invokable
+
+
+def test_state_machine_passes_only_the_sagemaker_role_to_sagemaker(resources: dict[str, Any]) -> None:
+    # Given the state machine's IAM statements
+    statements = list(iter_statements(resources["LabelingStateMachine"]["Properties"]["Policies"]))
+    # When the iam:PassRole grants are selected
+    pass_role = [s for s in statements if "iam:PassRole" in as_list(s["Action"])]
+    # Then the only role passed is the SageMaker execution role, and only to SageMaker
+    assert pass_role
+    for statement in pass_role:
+        assert as_list(statement["Resource"]) == [{"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}]
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_feature_group_has_string_identifier_and_event_time_and_no_reserved_names(
+    resources: dict[str, Any],
+) -> None:
+    # Given the demo dataset's feature group
+    group = resources["ReviewsFeatureGroup"]["Properties"]
+    # When its feature definitions are read
+    types = {d["FeatureName"]: d["FeatureType"] for d in group["FeatureDefinitions"]}
+    names = [d["FeatureName"] for d in group["FeatureDefinitions"]]
+    # Then record id and event time are String features, names are unique, and none is reserved
+    assert group["RecordIdentifierFeatureName"] == "record_id"
+    assert group["EventTimeFeatureName"] == "event_time"
+    assert types["record_id"] == "String"
+    assert types["event_time"] == "String"
+    assert len(names) == len(set(names))
+    assert not RESERVED_FEATURE_NAMES & set(names)
+    assert set(types.values()) <= {"Integral", "Fractional", "String"}
+    assert {"label", "label_source", "label_confidence", "run_id"} <= set(names)
+    assert group["OfflineStoreConfig"]["S3StorageConfig"]["S3Uri"] == {"Fn::Sub": "s3://${DataBucket}/feature-store"}
+    assert group["RoleArn"] == {"Fn::GetAtt": ["FeatureStoreRole", "Arn"]}
+
+
+def test_no_statement_allows_every_action(template: dict[str, Any]) -> None:
+    # Given every IAM-style statement in the template (roles, SAM policies, resource policies)
+    statements = list(iter_statements(template["Resources"]))
+    assert statements
+    # When the Allow statements are checked for wildcard actions
+    too_broad = [s for s in statements if s["Effect"] == "Allow" and {"*", "s3:*"} & set(as_list(s.get("Action", [])))]
+    # Then none grants "*" or "s3:*", and none uses NotAction
+    assert too_broad == []
+    assert not [s for s in statements if s["Effect"] == "Allow" and "NotAction" in s]
+
+
+def test_sagemaker_role_can_invoke_both_ground_truth_functions(resources: dict[str, Any]) -> None:
+    # Given the role that Processing and labeling jobs assume
+    role = resources["SageMakerExecutionRole"]["Properties"]
+    trusted = [s["Principal"]["Service"] for s in role["AssumeRolePolicyDocument"]["Statement"]]
+    # When its lambda:InvokeFunction grants are collected
+    invokable = [
+        resource
+        for statement in iter_statements(role["Policies"])
+        if statement["Effect"] == "Allow" and "lambda:InvokeFunction" in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+    ]
+    # Then SageMaker may assume it and it may invoke the pre- and post-annotation functions
+    assert "sagemaker.amazonaws.com" in trusted
+    assert {"Fn::GetAtt": ["GtPreAnnotationFunction", "Arn"]} in invokable
+    assert {"Fn::GetAtt": ["GtPostAnnotationFunction", "Arn"]} in invokable
+
+
+def test_trigger_rule_matches_raw_object_created_events_with_retries_and_dead_letters(
+    resources: dict[str, Any],
+) -> None:
+    # Given the trigger function's EventBridge event
+    function = resources["OnObjectCreatedFunction"]["Properties"]
+    (event,) = function["Events"].values()
+    props = event["Properties"]
+    # When its pattern and delivery settings are read
+    pattern = props["Pattern"]
+    # Then it matches S3 "Object Created" events for raw/ keys of the data bucket and dead-letters failures
+    assert event["Type"] == "EventBridgeRule"
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"]["name"] == [{"Ref": "DataBucket"}]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "raw/"}]
+    assert props["RetryPolicy"] == {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 3600}
+    assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["TriggerDeadLetterQueue", "Arn"]}}
+    on_failure = function["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+    assert on_failure["Destination"] == {"Fn::GetAtt": ["TriggerDeadLetterQueue", "Arn"]}
+
+
+def test_functions_get_the_environment_their_settings_require(template: dict[str, Any]) -> None:
+    # Given the variables each function's settings model reads
+    required = {
+        "OnObjectCreatedFunction": {"DATA_BUCKET", "STATE_MACHINE_ARN"},
+        "PlanProcessingFunction": {
+            "DATA_BUCKET",
+            "PROCESSING_IMAGE_URI",
+            "PROCESSING_INSTANCE_TYPE",
+            "PROCESSING_INSTANCE_COUNT",
+            "PROCESSING_VOLUME_SIZE_GB",
+            "PROCESSING_MAX_RUNTIME_SECONDS",
+        },
+        "RouteByConfidenceFunction": {"DATA_BUCKET", "CONFIDENCE_THRESHOLD"},
+        "IngestFeaturesFunction": {"DATA_BUCKET", "INGEST_MAX_WORKERS"},
+    }
+    for name, variables in required.items():
+        # When the function's effective environment (globals + its own) is computed
+        env = function_env(template, name)
+        # Then every required variable is set
+        assert variables <= set(env), f"{name} lacks {variables - set(env)}"
+    assert function_env(template, "OnObjectCreatedFunction")["STATE_MACHINE_ARN"] == {"Ref": "LabelingStateMachine"}
+
+
+def test_no_account_id_or_aws_partition_is_hard_coded_outside_parameter_defaults(template: dict[str, Any]) -> None:
+    # Given everything in the template except its parameters
+    rest = json.dumps({key: value for key, value in template.items() if key != "Parameters"})
+    # When it is searched for literal account ids, regions and partitions
+    # Then there are none: ARNs are built from AWS::Partition, AWS::Region and AWS::AccountId
+    assert not re.search(r"(?<!\d)\d{12}(?!\d)", rest)
+    assert "arn:aws:" not in rest
+    assert not re.search(r"\b(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-\d\b", rest)
+
+
+def test_alarm_topic_can_receive_cloudwatch_alarms(resources: dict[str, Any]) -> None:
+    # Given the alarm topic and its encryption key
+    topic = resources["AlarmTopic"]["Properties"]
+    key_policy = resources["AlarmTopicKey"]["Properties"]["KeyPolicy"]
+    # When the key policy's grants to CloudWatch are collected
+    cloudwatch_actions = {
+        action
+        for statement in iter_statements(key_policy)
+        if statement["Effect"] == "Allow"
+        and statement.get("Principal", {}).get("Service") == "cloudwatch.amazonaws.com"
+        for action in as_list(statement["Action"])
+    }
+    # Then the topic uses a customer managed key CloudWatch may use (alias/aws/sns would silently drop alarms)
+    assert topic["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= cloudwatch_actions
+    for alarm in resources_of_type(resources, "AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert resources["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+def test_outputs_expose_what_the_cli_and_operators_need(template: dict[str, Any]) -> None:
+    # Given the template outputs
+    outputs = template["Outputs"]
+    # When their names are listed
+    # Then the bucket, workflow, layer, SageMaker role, feature group and trigger DLQ are exported
+    assert {
+        "DataBucketName",
+        "StateMachineArn",
+        "LayerArn",
+        "SageMakerExecutionRoleArn",
+        "FeatureGroupName",
+        "TriggerDeadLetterQueueUrl",
+    } <= set(outputs)
+
+
+def test_samconfig_deploys_the_labelflow_stack() -> None:
+    # Given samconfig.toml
+    config = tomllib.loads(SAMCONFIG.read_text(encoding="utf-8"))
+    # When the default environment is read
+    default = config["default"]
+    # Then it names the stack, builds cached and in parallel, lints on validate and confirms changesets
+    assert config["version"] == 0.1
+    assert default["global"]["parameters"]["stack_name"] == "labelflow"
+    assert default["build"]["parameters"] == {"cached": True, "parallel": True}
+    assert default["validate"]["parameters"]["lint"] is True
+    deploy = default["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["confirm_changeset"] is True
+    assert deploy["resolve_s3"] is True
