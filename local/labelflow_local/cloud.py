@@ -18,7 +18,7 @@ from labelflow import aws
 from labelflow_local import engine
 from labelflow_local.featurestore import FeatureGroup, LocalFeatureStore
 from labelflow_local.functions import FunctionRegistry
-from labelflow_local.processing import LocalProcessing
+from labelflow_local.processing import LocalProcessing, download_prefix
 from labelflow_local.publish import publish_processing_code
 from labelflow_local.review import LocalGroundTruth, WorkerAnswers
 from labelflow_local.template import PROJECT_ROOT, Resolver, functions, load_template, snake_case
@@ -176,12 +176,14 @@ class LocalCloud:
             time.sleep(0.02)
 
     def export(self, prefix: str, destination: Path) -> Path:
-        """Copy objects under `prefix` to disk, so a run's files outlive the in-memory cloud."""
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                target = destination / self.bucket / item["Key"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.s3.download_file(self.bucket, item["Key"], str(target))
+        """Copy objects under `prefix` to disk, so a run's files outlive the in-memory cloud.
+
+        Ground Truth's per-object worker-response files are left out: the same answers are in the
+        consolidation request beside them, and there is one file per reviewed record.
+        """
+        download_prefix(
+            self.s3, f"s3://{self.bucket}/{prefix}", destination / self.bucket / prefix, skip="/worker-response/"
+        )
         return destination / self.bucket / prefix
 
 

@@ -33,6 +33,22 @@ class RunReport:
     seconds: float
     label_accuracy: dict[str, float] = field(default_factory=dict)
     features: dict[str, dict[str, str]] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def stage_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds spent in each state, from the execution history's entered/exited events."""
+    entered: dict[str, datetime] = {}
+    spent: dict[str, float] = {}
+    for event in history:
+        if event["type"].endswith("StateEntered"):
+            details = event["stateEnteredEventDetails"]
+            entered[details["name"]] = event["timestamp"]
+        elif event["type"].endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            if name in entered:
+                spent[name] = round((event["timestamp"] - entered.pop(name)).total_seconds(), 3)
+    return spent
 
 
 def read_truth(path: Path, id_column: str, truth_column: str | None) -> dict[str, str]:
@@ -114,6 +130,7 @@ def run_local(
     with local_cloud(workers, workdir / "feature-store") as cloud:
         execution_arn = land(cloud, data, spec, spec_body, model)
         described = cloud.wait(execution_arn)
+        history = cloud.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
         run_id = execution_arn.rsplit("-", 1)[-1]
         layout = RunLayout(spec.dataset, run_id)
         manifest = RunManifest.model_validate(get_json(cloud.s3, cloud.bucket, layout.run_manifest_key))
@@ -129,6 +146,7 @@ def run_local(
             seconds=seconds,
             label_accuracy=label_accuracy(features, truth),
             features=features,
+            stage_seconds=stage_seconds(history),
         )
 
 
@@ -173,6 +191,7 @@ def report_json(report: RunReport) -> str:
             "execution_status": report.execution_status,
             "seconds": round(report.seconds, 3),
             "label_accuracy": report.label_accuracy,
+            "stage_seconds": report.stage_seconds,
         },
         indent=2,
     )

@@ -97,7 +97,7 @@ class LocalFeatureStore:
     def flush(self) -> list[Path]:
         """Write the online store as JSON and the pending offline rows as Parquet; returns the files."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow.dataset as ds
 
         written: list[Path] = []
         with self._lock:
@@ -107,19 +107,28 @@ class LocalFeatureStore:
                 online.write_text(json.dumps(self._online[name], indent=1, sort_keys=True))
                 written.append(online)
                 rows, self._offline[name] = self._offline[name], []
-                by_hour: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
-                for row in rows:
-                    by_hour[_event_time(row[group.event_time]).replace(minute=0, second=0)].append(row)
-                for hour, hour_rows in sorted(by_hour.items()):
-                    folder = (
-                        self.root
-                        / f"{self._account}/sagemaker/{self._region}/offline-store/{name}-{group.created_epoch}/data"
-                        / f"year={hour:%Y}/month={hour:%m}/day={hour:%d}/hour={hour:%H}"
-                    )
-                    folder.mkdir(parents=True, exist_ok=True)
-                    path = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}_{secrets.token_hex(8)}.parquet"
-                    pq.write_table(pa.Table.from_pylist([self._typed(group, row) for row in hour_rows]), path)
-                    written.append(path)
+                if not rows:
+                    continue
+                table = pa.Table.from_pylist([self._typed(group, row) for row in rows])
+                hours = [_event_time(row[group.event_time]) for row in rows]
+                for part, fmt in (("year", "%Y"), ("month", "%m"), ("day", "%d"), ("hour", "%H")):
+                    table = table.append_column(part, pa.array([hour.strftime(fmt) for hour in hours]))
+                data = (
+                    self.root
+                    / f"{self._account}/sagemaker/{self._region}/offline-store/{name}-{group.created_epoch}/data"
+                )
+                # One pass in Arrow's writer: a file per hour partition, as the offline store lays them out.
+                ds.write_dataset(
+                    table,
+                    data,
+                    format="parquet",
+                    partitioning=["year", "month", "day", "hour"],
+                    partitioning_flavor="hive",
+                    basename_template=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}_{secrets.token_hex(8)}-{{i}}.parquet",
+                    existing_data_behavior="overwrite_or_ignore",
+                    max_partitions=100_000,
+                )
+                written += sorted(data.rglob("*.parquet"))
         return written
 
     @staticmethod

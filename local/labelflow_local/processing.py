@@ -16,18 +16,19 @@ from labelflow.s3 import S3Location
 _CONTAINER_ROOT = "/opt/ml/"
 
 
-def download_prefix(s3: Any, s3_uri: str, destination: Path) -> int:
+def download_prefix(s3: Any, s3_uri: str, destination: Path, skip: str | None = None) -> int:
     """Copy every object under an S3 prefix into `destination`, keeping paths below the prefix's folder."""
     location = S3Location.parse(s3_uri)
     folder = location.key.rsplit("/", 1)[0] + "/" if "/" in location.key else ""
     count = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.key):
         for item in page.get("Contents", []):
-            if item["Key"].endswith("/"):
+            if item["Key"].endswith("/") or (skip and skip in item["Key"]):
                 continue
             target = destination / item["Key"][len(folder) :]
             target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(location.bucket, item["Key"], str(target))
+            # Plain GETs: managed transfers start a thread pool per call, costly for many small files.
+            target.write_bytes(s3.get_object(Bucket=location.bucket, Key=item["Key"])["Body"].read())
             count += 1
     return count
 
@@ -37,7 +38,7 @@ def upload_tree(s3: Any, source: Path, s3_uri: str) -> int:
     prefix = location.key if location.key.endswith("/") else location.key + "/"
     files = sorted(path for path in source.rglob("*") if path.is_file() and not path.is_symlink())
     for path in files:
-        s3.upload_file(str(path), location.bucket, prefix + path.relative_to(source).as_posix())
+        s3.put_object(Bucket=location.bucket, Key=prefix + path.relative_to(source).as_posix(), Body=path.read_bytes())
     return len(files)
 
 

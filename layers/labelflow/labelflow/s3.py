@@ -27,6 +27,8 @@ class S3Location(NamedTuple):
         if not uri.startswith("s3://") or "/" not in uri[5:]:
             raise ValueError(f"not an s3 uri: {uri}")
         bucket, key = uri[5:].split("/", 1)
+        if not bucket:
+            raise ValueError(f"not an s3 uri: {uri}")
         return cls(bucket, key)
 
     @property

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class ProcessingCode(BaseModel):
     """artifacts/code/processing.json: which published processing bundle runs now."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     s3_prefix: str = Field(pattern=r"^s3://[^/]+/artifacts/code/[0-9a-f]{64}/$")
@@ -19,7 +19,7 @@ class ProcessingCode(BaseModel):
 class ProcessingStats(BaseModel):
     """The processing step's stats.json; written last, so its presence means the output is complete."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     records_in: int = Field(ge=0)
     records_out: int = Field(ge=0)

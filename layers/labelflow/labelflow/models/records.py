@@ -10,7 +10,7 @@ FeatureValue = float | int | str
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Prediction(_Record):
@@ -37,7 +37,7 @@ class AutoLabel(_Record):
 class ReviewItem(BaseModel):
     """One line of the human-review input manifest (Ground Truth's `source` plus our own keys)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     source: str
     record_id: str

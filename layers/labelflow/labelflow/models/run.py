@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class _RunModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class InputLineage(_RunModel):

@@ -15,7 +15,7 @@ LABEL_FEATURES = ("label", "label_source", "label_confidence", "run_id")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class FeatureSpec(_Strict):

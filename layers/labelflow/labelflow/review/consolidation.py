@@ -60,6 +60,10 @@ def consolidate_votes(votes_by_object: dict[str, list[Vote]], categories: list[s
     objects = {oid: votes for oid, votes in votes_by_object.items() if votes}
     if not objects:
         return {}
+    if all(len(votes) == 1 for votes in objects.values()):
+        # One answer per object: nothing to weigh it against, and EM with no agreement to learn from
+        # drifts to the batch's label mix, overriding rare answers. The label is the worker's answer.
+        return {oid: Consolidated(label=votes[0].label, confidence=1.0, votes=1) for oid, votes in objects.items()}
     # Start from each object's vote shares, then alternate worker accuracies and object posteriors.
     posterior = {oid: _shares(votes, labels) for oid, votes in objects.items()}
     for _ in range(_EM_ROUNDS):
