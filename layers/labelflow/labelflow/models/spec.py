@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -9,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
 # Feature Store names: letters, digits and hyphens, starting with a letter or digit.
 FeatureGroupName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9]([-a-zA-Z0-9]){0,63}$")]
+# Feature Store's FeatureName pattern; one-hot columns are `<feature>__<category>`, so categories count.
+_FEATURE_STORE_NAME = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
 RESERVED_FEATURE_NAMES = frozenset({"is_deleted", "write_time", "api_invocation_time"})
 # Columns labelflow adds to every feature record, beside the dataset's own features.
 LABEL_FEATURES = ("label", "label_source", "label_confidence", "run_id")
@@ -46,6 +49,8 @@ class FeatureSpec(_Strict):
             raise ValueError(f"feature '{self.name}': impute '{self.impute}' needs a numeric feature")
         if self.encoding is not None and not self.categories:
             raise ValueError(f"feature '{self.name}': encoding needs a fixed categories list")
+        if self.categories and len(set(self.categories)) != len(self.categories):
+            raise ValueError(f"feature '{self.name}': categories must be unique")
         if self.impute == "constant" and self.fill_value is None:
             raise ValueError(f"feature '{self.name}': impute 'constant' needs fill_value")
         return self
@@ -97,6 +102,9 @@ class DatasetSpec(_Strict):
         clash |= set(names) & {"record_id", "event_time"}
         if clash:
             raise ValueError(f"feature names {sorted(clash)} are reserved")
+        invalid = [n for n, _ in output_features(self) if len(n) > 64 or not _FEATURE_STORE_NAME.match(n)]
+        if invalid:
+            raise ValueError(f"not valid Feature Store feature names (one-hot columns included): {invalid}")
         return self
 
     @property

@@ -1,0 +1,240 @@
+"""finalizing.py: run status, error unwrapping and the run.json manifest."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from labelflow.finalizing import EVENT_DETAIL_TYPE, EVENT_SOURCE, build_manifest, error_of, finalize_run, run_status
+from labelflow.models.artifacts import ProcessingStats
+from labelflow.models.run import RunError
+from labelflow.models.state import FinalizeInput, IngestOutput, MergeOutput, StepError, WorkflowState
+from tests.conftest import load_event
+
+NOW = datetime(2026, 11, 25, 2, 30, 0, tzinfo=UTC)
+RUN_PREFIX = "s3://labelflow-demo/runs/reviews/afbcf3d3f25e2c3dba66/"
+
+
+def full_request() -> FinalizeInput:
+    return FinalizeInput.model_validate(load_event("finalize_run.json"))
+
+
+def failed_request() -> FinalizeInput:
+    return FinalizeInput.model_validate(load_event("finalize_run.failure.json"))
+
+
+def with_sections(state: WorkflowState, **sections: Any) -> WorkflowState:
+    return state.model_copy(update=sections)
+
+
+class StubEvents:
+    def __init__(self, error: ClientError | None = None) -> None:
+        self.error = error
+        self.entries: list[dict[str, Any]] = []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's spelling
+        self.entries += Entries
+        if self.error is not None:
+            raise self.error
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]}
+
+
+# ------------------------------------------------------------------------ run_status
+def test_complete_run_succeeded() -> None:
+    # Given the full sample state: everything labeled and ingested
+    # When its status is decided / Then it succeeded
+    assert run_status(full_request().state) == "SUCCEEDED"
+
+
+def test_failed_run_is_failed() -> None:
+    # Given a state with a caught error
+    # When its status is decided / Then it failed
+    assert run_status(failed_request().state) == "FAILED"
+
+
+def test_unlabeled_records_make_a_partial_run() -> None:
+    # Given a finished run that left one record unlabeled
+    state = full_request().state
+    merge = MergeOutput(labeled_uri="s3://b/l", labeled=39, model=27, human=12, unlabeled=1, unlabeled_uri="s3://b/u")
+
+    # When its status is decided / Then it is partial
+    assert run_status(with_sections(state, merge=merge)) == "PARTIAL"
+
+
+def test_ingest_failures_make_a_partial_run() -> None:
+    # Given a finished run where one PutRecord failed
+    state = full_request().state
+    ingest = IngestOutput(feature_group="fg", ingested=39, failed=1, failures_uri="s3://b/f")
+
+    # When its status is decided / Then it is partial
+    assert run_status(with_sections(state, ingest=ingest)) == "PARTIAL"
+
+
+def test_error_wins_over_partial() -> None:
+    # Given a run with unlabeled records that then failed
+    state = full_request().state
+    merge = MergeOutput(labeled_uri="s3://b/l", labeled=39, model=27, human=12, unlabeled=1)
+
+    # When its status is decided / Then it failed
+    assert run_status(with_sections(state, merge=merge, error=StepError(error="States.Timeout"))) == "FAILED"
+
+
+# ------------------------------------------------------------------------ error_of
+def test_error_of_unwraps_a_lambda_error_payload() -> None:
+    # Given a caught Lambda error whose cause is the Lambda's JSON error payload
+    # When the error is read / Then the cause is the error message alone
+    assert error_of(failed_request().state) == RunError(
+        error="InvalidInputError",
+        cause="s3://labelflow-demo/raw/reviews/sample.csv is missing required columns: price",
+    )
+
+
+def test_error_of_keeps_a_plain_cause() -> None:
+    # Given a caught error whose cause is plain text (e.g. a SageMaker job failure)
+    state = with_sections(full_request().state, error=StepError(error="JobFailedError", cause="job lf-x failed: OOM"))
+
+    # When the error is read / Then the cause is kept as is
+    assert error_of(state) == RunError(error="JobFailedError", cause="job lf-x failed: OOM")
+
+
+def test_error_of_keeps_json_without_an_error_message() -> None:
+    # Given a cause that is JSON but not a Lambda error payload
+    cause = json.dumps({"status": "FAILED"})
+    state = with_sections(full_request().state, error=StepError(error="States.TaskFailed", cause=cause))
+
+    # When the error is read / Then the cause is kept verbatim
+    assert error_of(state) == RunError(error="States.TaskFailed", cause=cause)
+
+
+def test_error_of_without_error_is_none() -> None:
+    # Given a run with no error
+    # When the error is read / Then there is none
+    assert error_of(full_request().state) is None
+
+
+# ------------------------------------------------------------------------ build_manifest
+def test_manifest_of_a_run_that_failed_at_plan() -> None:
+    # Given a run that failed before its plan existed, and no processing stats
+    request = failed_request()
+
+    # When run.json is built
+    manifest = build_manifest(request, None, NOW)
+
+    # Then lineage, ids and the unwrapped error are recorded, and every count and artifact is unknown
+    assert manifest.status == "FAILED"
+    assert manifest.run_id == "afbcf3d3f25e2c3dba66"
+    assert manifest.dataset == "reviews"
+    assert manifest.execution_id == request.execution_id
+    assert manifest.started_at == "2026-11-25T02:21:50.123Z"
+    assert manifest.finished_at == "2026-11-25T02:30:00Z"
+    assert manifest.input.model_dump() == {
+        "bucket": "labelflow-demo",
+        "key": "raw/reviews/sample.csv",
+        "version_id": "51114e40-ef85-4d37-80a3-6760fd49c981",
+        "etag": "b6fd69b3541ea69c0c5214e8c2601f8d",
+        "size": 6416,
+    }
+    assert manifest.code_sha256 is None and manifest.cache_key is None and manifest.cache_hit is None
+    assert manifest.processing_job is None and manifest.labeling_job is None and manifest.feature_group is None
+    assert all(value is None for value in manifest.counts.model_dump().values())
+    assert all(value is None for value in manifest.artifacts.model_dump().values())
+    assert manifest.error is not None and manifest.error.cause.endswith("missing required columns: price")
+
+
+def test_manifest_of_a_complete_run() -> None:
+    # Given the full sample state and the processing step's stats
+    request = full_request()
+    stats = ProcessingStats(records_in=42, records_out=40, rejected=2)
+
+    # When run.json is built
+    manifest = build_manifest(request, stats, NOW)
+
+    # Then every count comes from its step, and every artifact and job is recorded
+    assert manifest.status == "SUCCEEDED"
+    assert manifest.error is None
+    assert manifest.counts.model_dump() == {
+        "records_in": 42,
+        "rejected": 2,
+        "auto_labeled": 27,
+        "sent_to_review": 13,
+        "human_labeled": 13,
+        "model_labeled": 27,
+        "unlabeled": 0,
+        "ingested": 40,
+        "ingest_failed": 0,
+    }
+    assert manifest.code_sha256 == "5adf26983422fcf440ea60701e06055e88c0fb142425cf7e96b648dd2b7808ad"
+    assert manifest.cache_hit is False
+    assert manifest.processing_job == "lf-reviews-afbcf3d3f25e2c3dba66-bdbd359a"
+    assert manifest.labeling_job == "lf-reviews-afbcf3d3f25e2c3dba66-review"
+    assert manifest.feature_group == "labelflow-reviews"
+    artifacts = manifest.artifacts
+    assert artifacts.spec_uri == RUN_PREFIX + "input/spec/spec.json"
+    assert artifacts.processed_uri == RUN_PREFIX + "processed/bdbd359a3c56bcd8/"
+    assert artifacts.auto_labeled_uri == RUN_PREFIX + "labeling/auto-labeled.jsonl"
+    assert artifacts.review_manifest_uri == RUN_PREFIX + "labeling/review.manifest"
+    assert artifacts.review_output_manifest_uri is not None
+    assert artifacts.review_output_manifest_uri.endswith("/manifests/output/output.manifest")
+    assert artifacts.labeled_uri == RUN_PREFIX + "labeled/labeled.jsonl"
+    assert artifacts.unlabeled_uri is None and artifacts.ingest_failures_uri is None
+
+
+def test_processing_job_comes_from_the_plan_when_the_job_step_did_not_report() -> None:
+    # Given a run that failed while its processing job ran (plan present, no processing section)
+    full = full_request()
+    state = with_sections(full.state, processing=None, routing=None, labeling=None, merge=None, ingest=None)
+    state = with_sections(state, error=StepError(error="JobFailedError", cause="boom"))
+
+    # When run.json is built / Then the planned job name is recorded, with no later counts
+    manifest = build_manifest(full.model_copy(update={"state": state}), None, NOW)
+    assert manifest.processing_job == "lf-reviews-afbcf3d3f25e2c3dba66-bdbd359a"
+    assert manifest.counts.auto_labeled is None and manifest.counts.ingested is None
+
+
+def test_cache_hit_has_no_processing_job() -> None:
+    # Given a run whose plan reused cached outputs, so no job ran
+    full = full_request()
+    plan = full.state.require_plan().model_copy(update={"cache_hit": True})
+    state = with_sections(full.state, plan=plan, processing=None)
+
+    # When run.json is built / Then no processing job is recorded
+    manifest = build_manifest(full.model_copy(update={"state": state}), None, NOW)
+    assert manifest.cache_hit is True
+    assert manifest.processing_job is None
+
+
+# ------------------------------------------------------------------------ finalize_run
+def test_finalize_run_writes_run_json_even_when_the_event_fails(s3: Any, bucket: str) -> None:
+    # Given a failed run and an event bus that refuses the run-finished event
+    request = failed_request()
+    events = StubEvents(ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutEvents"))
+
+    # When the run is finalized
+    manifest = finalize_run(request, s3, events, now=NOW)
+
+    # Then run.json is written under the run prefix, and the event was attempted with the outcome
+    body = s3.get_object(Bucket=bucket, Key="runs/reviews/afbcf3d3f25e2c3dba66/run.json")["Body"].read()
+    assert json.loads(body)["status"] == "FAILED"
+    assert manifest.status == "FAILED"
+    [entry] = events.entries
+    assert (entry["Source"], entry["DetailType"]) == (EVENT_SOURCE, EVENT_DETAIL_TYPE)
+    assert json.loads(entry["Detail"]) == {
+        "run_id": "afbcf3d3f25e2c3dba66",
+        "dataset": "reviews",
+        "status": "FAILED",
+        "bucket": "labelflow-demo",
+    }
+
+
+def test_finalize_run_reads_processing_stats(s3: Any, bucket: str) -> None:
+    # Given a complete run whose processing output includes stats.json
+    request = full_request()
+    stats_key = "runs/reviews/afbcf3d3f25e2c3dba66/processed/bdbd359a3c56bcd8/stats.json"
+    s3.put_object(Bucket=bucket, Key=stats_key, Body=json.dumps({"records_in": 41, "records_out": 40, "rejected": 1}))
+
+    # When the run is finalized / Then the counts include the processing step's
+    manifest = finalize_run(request, s3, StubEvents(), now=NOW)
+    assert (manifest.counts.records_in, manifest.counts.rejected) == (41, 1)

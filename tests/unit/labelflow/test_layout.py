@@ -1,0 +1,145 @@
+"""layout.py: dataset keys, run ids, SageMaker job names and Step Functions execution names."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from labelflow.layout import RunLayout, code_prefix, dataset_of, dataset_spec_keys, execution_name, job_name, run_id_for
+
+SAGEMAKER_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+EXECUTION_NAME = re.compile(r"^[0-9A-Za-z_-]{1,80}$")
+
+
+@pytest.mark.parametrize(
+    ("key", "dataset"),
+    [
+        ("raw/reviews/data.csv", "reviews"),
+        ("raw/reviews/2024/01/data.csv", "reviews"),
+        ("raw/Reviews_v2/data.csv", "Reviews_v2"),
+        ("raw/" + "a" * 64 + "/data.csv", "a" * 64),
+        ("raw/reviews/", None),
+        ("raw/reviews/sub/", None),
+        ("raw/data.csv", None),
+        ("raw//data.csv", None),
+        ("raw/1reviews/data.csv", None),
+        ("raw/my-reviews/data.csv", None),
+        ("raw/" + "a" * 65 + "/data.csv", None),
+        ("Raw/reviews/data.csv", None),
+        ("config/reviews/data.csv", None),
+    ],
+)
+def test_dataset_of(key: str, dataset: str | None) -> None:
+    # Given an object key
+    # When its dataset is derived / Then only raw/<identifier>/<file> keys have one
+    assert dataset_of(key) == dataset
+
+
+def test_run_id_is_deterministic_and_short() -> None:
+    # Given one object version
+    run_id = run_id_for("bucket", "raw/reviews/a.csv", "v1")
+
+    # When its run id is computed again, and for other versions, keys and buckets
+    # Then it is stable, 20 hex chars, and any change in the triple changes it
+    assert run_id == run_id_for("bucket", "raw/reviews/a.csv", "v1")
+    assert re.fullmatch(r"[0-9a-f]{20}", run_id)
+    assert run_id != run_id_for("bucket", "raw/reviews/a.csv", "v2")
+    assert run_id != run_id_for("bucket", "raw/reviews/b.csv", "v1")
+    assert run_id != run_id_for("other-bucket", "raw/reviews/a.csv", "v1")
+
+
+def test_run_id_fields_cannot_run_into_each_other() -> None:
+    # Given two triples whose plain concatenation would be equal
+    # When their run ids are computed / Then the separator keeps them apart
+    assert run_id_for("ab", "c", "v") != run_id_for("a", "bc", "v")
+
+
+# -------------------------------------------------------------------------- job_name
+def test_job_name_joins_parts_with_hyphens_and_replaces_underscores() -> None:
+    # Given parts with underscores and other unsafe characters
+    # When a job name is built / Then runs of unsafe characters become one hyphen
+    assert job_name("lf", "my_data__set", "abc.def") == "lf-my-data-set-abc-def"
+
+
+def test_job_name_strips_leading_and_trailing_hyphens() -> None:
+    # Given parts that start and end with unsafe characters
+    # When a job name is built / Then no hyphen is left at either end
+    assert job_name("_lead", "trail_") == "lead-trail"
+
+
+def test_long_job_names_are_cut_to_63_chars() -> None:
+    # Given a 64-char dataset name (the longest a spec allows) and a run id
+    name = job_name("lf", "d" * 64, "0123456789abcdef0123", "review")
+
+    # When the job name is built / Then it fits SageMaker's limit and pattern
+    assert len(name) == 63
+    assert SAGEMAKER_JOB_NAME.match(name)
+    assert name.startswith("lf-ddd")
+
+
+def test_a_cut_never_leaves_a_trailing_hyphen() -> None:
+    # Given parts whose 63rd character is the joining hyphen
+    name = job_name("a" * 62, "b")
+
+    # When the job name is built / Then the cut drops the dangling hyphen
+    assert name == "a" * 62
+    assert not name.endswith("-")
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("lf", "reviews", "afbcf3d3f25e2c3dba66", "bdbd359a"),
+        ("lf", "x_" * 40, "run"),
+        ("lf", "a" * 61, "_", "b"),
+        ("lf", "A_B-c", "d--e"),
+    ],
+)
+def test_job_names_always_match_the_sagemaker_pattern(parts: tuple[str, ...]) -> None:
+    # Given any parts
+    name = job_name(*parts)
+
+    # When a job name is built / Then SageMaker accepts it
+    assert len(name) <= 63
+    assert "_" not in name
+    assert SAGEMAKER_JOB_NAME.match(name), name
+
+
+# -------------------------------------------------------------------- execution_name
+def test_execution_name_is_dataset_and_run_id() -> None:
+    # Given a dataset and a run id
+    # When the execution name is built / Then it is "<dataset>-<run_id>"
+    assert execution_name("reviews", "afbcf3d3f25e2c3dba66") == "reviews-afbcf3d3f25e2c3dba66"
+
+
+def test_execution_name_fits_80_chars() -> None:
+    # Given the longest dataset name a spec allows
+    name = execution_name("D" * 64, "0123456789abcdef0123")
+
+    # When the execution name is built / Then it fits Step Functions' limit and alphabet
+    assert len(name) <= 80
+    assert EXECUTION_NAME.match(name)
+
+
+# ---------------------------------------------------------------------------- keys
+def test_run_layout_keys_live_under_the_run_prefix() -> None:
+    # Given one run's layout
+    layout = RunLayout("reviews", "r1")
+
+    # When its keys are read / Then each lives under runs/<dataset>/<run_id>/
+    assert layout.prefix == "runs/reviews/r1/"
+    assert layout.input_key("a.csv") == "runs/reviews/r1/input/data/a.csv"
+    assert layout.spec_key == "runs/reviews/r1/input/spec/spec.json"
+    assert layout.processed_prefix("0123456789abcdef-rest") == "runs/reviews/r1/processed/0123456789abcdef/"
+    assert layout.review_manifest_key == "runs/reviews/r1/labeling/review.manifest"
+    assert layout.review_output_prefix == "runs/reviews/r1/labeling/output/"
+    assert layout.labeled_key == "runs/reviews/r1/labeled/labeled.jsonl"
+    assert layout.run_manifest_key == "runs/reviews/r1/run.json"
+
+
+def test_config_and_code_keys() -> None:
+    # Given a dataset and a code hash
+    # When their keys are read / Then they follow the config and artifact prefixes
+    assert dataset_spec_keys("reviews") == ["config/datasets/reviews.json"]
+    assert code_prefix("f" * 64) == "artifacts/code/" + "f" * 64 + "/"

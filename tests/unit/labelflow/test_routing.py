@@ -1,0 +1,160 @@
+"""routing.py: confidence routing and the CreateLabelingJob request."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from labelflow.layout import RunLayout
+from labelflow.models.records import AutoLabel, Prediction, ProcessedRecord
+from labelflow.models.spec import DatasetSpec
+from labelflow.models.state import WorkflowState
+from labelflow.routing import LABEL_ATTRIBUTE, labeling_job_request, publish_ui_template, split_by_confidence
+
+LABELS = ["negative", "positive"]
+
+
+def record(record_id: str, label: str | None = None, confidence: float = 0.0) -> ProcessedRecord:
+    return ProcessedRecord(
+        record_id=record_id,
+        event_time="2026-01-01T00:00:00Z",
+        features={"price": 1.0},
+        display=f"text {record_id}",
+        prediction=Prediction(label=label, confidence=confidence) if label else None,
+    )
+
+
+def spec(dataset: str = "reviews", **labeling: Any) -> DatasetSpec:
+    return DatasetSpec.model_validate(
+        {
+            "dataset": dataset,
+            "record_id_column": "id",
+            "display_column": "text",
+            "features": [{"name": "price", "type": "numeric"}],
+            "labels": LABELS,
+            "feature_group_name": "labelflow-reviews",
+            "labeling": labeling,
+        }
+    )
+
+
+def state(dataset: str = "reviews", run_id: str = "afbcf3d3f25e2c3dba66") -> WorkflowState:
+    return WorkflowState(
+        bucket="labelflow-demo",
+        key=f"raw/{dataset}/data.csv",
+        version_id="v1",
+        etag="e",
+        size=10,
+        dataset=dataset,
+        run_id=run_id,
+        received_at="2026-01-01T00:00:00Z",
+    )
+
+
+# ------------------------------------------------------------------ split_by_confidence
+def test_confidence_at_the_threshold_is_auto_labeled() -> None:
+    # Given predictions just below, exactly at and above the threshold
+    records = [record("below", "positive", 0.79), record("at", "negative", 0.8), record("above", "positive", 0.95)]
+
+    # When they are split at 0.8
+    auto, review = split_by_confidence(records, LABELS, 0.8)
+
+    # Then "at" and "above" are auto-labeled with the model's label and confidence; "below" goes to review
+    assert auto == [
+        AutoLabel(record_id="at", label="negative", confidence=0.8),
+        AutoLabel(record_id="above", label="positive", confidence=0.95),
+    ]
+    assert [item.record_id for item in review] == ["below"]
+
+
+def test_records_without_prediction_go_to_review() -> None:
+    # Given a record the model did not score
+    # When records are split, even with a zero threshold
+    auto, review = split_by_confidence([record("r1")], LABELS, 0.0)
+
+    # Then it goes to review, with no model guess attached
+    assert auto == []
+    assert len(review) == 1
+    assert review[0].model_label is None and review[0].model_confidence is None
+
+
+def test_review_items_carry_text_labels_and_model_guess() -> None:
+    # Given a low-confidence prediction
+    # When records are split
+    _, review = split_by_confidence([record("r1", "positive", 0.51)], LABELS, 0.8)
+
+    # Then the review item has the display text as source, the label choices and the model's guess
+    item = review[0]
+    assert item.source == "text r1"
+    assert item.labels == LABELS
+    assert (item.model_label, item.model_confidence) == ("positive", 0.51)
+
+
+def test_split_keeps_record_order_and_loses_nothing() -> None:
+    # Given a mix of records
+    records = [record(f"r{i}", "positive", i / 10) for i in range(10)] + [record("none")]
+
+    # When they are split
+    auto, review = split_by_confidence(records, LABELS, 0.5)
+
+    # Then every record is in exactly one list, in input order
+    assert [a.record_id for a in auto] == ["r5", "r6", "r7", "r8", "r9"]
+    assert [r.record_id for r in review] == ["r0", "r1", "r2", "r3", "r4", "none"]
+
+
+# ------------------------------------------------------------------ labeling job request
+def test_labeling_job_request_fields() -> None:
+    # Given a run and a spec with custom labeling settings
+    run = state()
+    layout = RunLayout(run.dataset, run.run_id)
+    dataset = spec(task_title="Sentiment?", workers_per_object=3, task_time_limit_seconds=120)
+
+    # When the CreateLabelingJob fields are built
+    request = labeling_job_request(
+        run, layout, dataset, "s3://b/manifest", "s3://b/categories.json", "s3://b/template.liquid.html"
+    )
+
+    # Then they name the job after the run and pass the spec's settings through
+    assert request["LabelingJobName"] == "lf-reviews-afbcf3d3f25e2c3dba66-review"
+    assert request["LabelAttributeName"] == LABEL_ATTRIBUTE == "label"
+    assert request["InputConfig"] == {"DataSource": {"S3DataSource": {"ManifestS3Uri": "s3://b/manifest"}}}
+    assert request["OutputConfig"] == {
+        "S3OutputPath": "s3://labelflow-demo/runs/reviews/afbcf3d3f25e2c3dba66/labeling/output/"
+    }
+    assert request["LabelCategoryConfigS3Uri"] == "s3://b/categories.json"
+    assert request["UiConfig"] == {"UiTemplateS3Uri": "s3://b/template.liquid.html"}
+    assert request["TaskTitle"] == "Sentiment?"
+    assert request["TaskDescription"] == "Choose the label that fits best"
+    assert request["NumberOfHumanWorkersPerDataObject"] == 3
+    assert request["TaskTimeLimitInSeconds"] == 120
+    assert request["TaskAvailabilityLifetimeInSeconds"] == 86_400
+    assert request["MaxConcurrentTaskCount"] == 1000
+
+
+def test_labeling_job_name_fits_sagemaker_limits_for_long_datasets() -> None:
+    # Given the longest dataset name a spec allows, with underscores
+    dataset = "long_dataset_" + "x" * 51
+    run = state(dataset=dataset)
+
+    # When the request is built
+    request = labeling_job_request(run, RunLayout(dataset, run.run_id), spec(dataset=dataset), "m", "c", "t")
+
+    # Then the job name still fits SageMaker's 63 chars of letters, digits and inner hyphens
+    name = request["LabelingJobName"]
+    assert len(name) <= 63
+    assert re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", name)
+
+
+def test_ui_template_is_published_content_addressed_once(s3: Any, bucket: str) -> None:
+    # Given an empty bucket
+    # When the reviewer template is published twice
+    first = publish_ui_template(s3, bucket)
+    second = publish_ui_template(s3, bucket)
+
+    # Then both calls point at one content-addressed object holding the template
+    assert first == second
+    assert re.fullmatch(rf"s3://{bucket}/artifacts/code/[0-9a-f]{{64}}/template.liquid.html", first)
+    key = first.split("/", 3)[3]
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert b"crowd-classifier" in body
+    assert len(s3.list_object_versions(Bucket=bucket, Prefix="artifacts/")["Versions"]) == 1
