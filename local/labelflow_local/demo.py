@@ -22,6 +22,14 @@ DEMO_DATA = PROJECT_ROOT / "demo/data/reviews.csv"
 DEMO_SPEC = PROJECT_ROOT / "demo/datasets/reviews.json"
 DEMO_MODEL = PROJECT_ROOT / "demo/model/sentiment.json"
 DEMO_TRUTH_COLUMN = "true_label"
+# Said at the end of every local run, so nobody mistakes the stand-ins for the services.
+NOT_EMULATED = (
+    "IAM policies are not enforced",
+    "reviewers are simulated workers, not a Ground Truth work team",
+    "the processing script runs in a local subprocess, not the processing image",
+    "the offline store is written at once (AWS: within about 15 minutes), with no Glue table",
+    "no X-Ray traces, CloudWatch metrics or alarms",
+)
 
 
 @dataclass
@@ -94,7 +102,7 @@ def object_created_event(cloud: LocalCloud, key: str, put: dict[str, Any], size:
 
 
 def land(cloud: LocalCloud, data: Path, spec: DatasetSpec, spec_body: bytes, model: Path | None) -> str:
-    """Upload spec, model and data as a user would; returns the execution the trigger started."""
+    """Upload spec, model and data as a user would; returns the ARN of the execution the trigger started."""
     cloud.s3.put_object(Bucket=cloud.bucket, Key=f"config/datasets/{spec.dataset}.json", Body=spec_body)
     if spec.model is not None:
         if model is None:
@@ -131,7 +139,7 @@ def run_local(
         execution_arn = land(cloud, data, spec, spec_body, model)
         described = cloud.wait(execution_arn)
         history = cloud.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
-        run_id = execution_arn.rsplit("-", 1)[-1]
+        run_id = run_id_of(execution_arn, spec.dataset)
         layout = RunLayout(spec.dataset, run_id)
         manifest = RunManifest.model_validate(get_json(cloud.s3, cloud.bucket, layout.run_manifest_key))
         exported = cloud.export(layout.prefix, workdir / "s3")
@@ -148,6 +156,11 @@ def run_local(
             features=features,
             stage_seconds=stage_seconds(history),
         )
+
+
+def run_id_of(execution_arn: str, dataset: str) -> str:
+    """Executions are named `<dataset>-<run_id>` (labelflow.layout.execution_name)."""
+    return execution_arn.rsplit(":", 1)[-1].removeprefix(f"{dataset}-")
 
 
 def label_accuracy(features: dict[str, dict[str, str]], truth: dict[str, str]) -> dict[str, float]:
@@ -180,6 +193,8 @@ def summary(report: RunReport) -> str:
         f"  run.json        {report.run_json}",
         f"                  (copied to {report.exported_to / 'run.json'})",
         f"  took            {report.seconds:.2f}s",
+        "",
+        "local mode: " + "; ".join(NOT_EMULATED),
     ]
     return "\n".join(lines)
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import boto3
 
+from labelflow.errors import ManifestError
 from labelflow.layout import RunLayout, execution_name
 from labelflow.models.events import ObjectRef
-from labelflow.s3 import S3Location
+from labelflow.models.state import RunInput
+from labelflow.s3 import S3Location, get_json
 from labelflow.trigger import run_input_for
 
 
@@ -44,11 +45,10 @@ def status(execution_arn: str) -> dict[str, Any]:
     sfn = boto3.client("stepfunctions")
     described = sfn.describe_execution(executionArn=execution_arn)
     result: dict[str, Any] = {"status": described["status"], "started": str(described["startDate"])}
-    run = json.loads(described["input"])
-    key = RunLayout(run["dataset"], run["run_id"]).run_manifest_key
+    run = RunInput.model_validate_json(described["input"])
+    key = RunLayout(run.dataset, run.run_id).run_manifest_key
     try:
-        body = boto3.client("s3").get_object(Bucket=run["bucket"], Key=key)["Body"].read()
-        result["run"] = json.loads(body)
-    except boto3.client("s3").exceptions.NoSuchKey:
-        result["run"] = None
+        result["run"] = get_json(boto3.client("s3"), run.bucket, key)
+    except ManifestError:
+        result["run"] = None  # still running: run.json is written when the run ends
     return result

@@ -14,7 +14,7 @@ from labelflow.layout import RunLayout
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import get_json
 from labelflow_local.cloud import local_cloud
-from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, DEMO_TRUTH_COLUMN, land, run_local
+from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, DEMO_TRUTH_COLUMN, land, run_id_of, run_local
 from labelflow_local.review import SimulatedWorkers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def test_bad_input_ends_in_the_failure_path_and_leaves_the_raw_object_untouched(
         execution_arn = land(cloud, data, spec, spec_body, DEMO_MODEL)
         described = cloud.wait(execution_arn)
         history = cloud.sfn.get_execution_history(executionArn=execution_arn)["events"]
-        run_id = execution_arn.rsplit("-", 1)[-1]
+        run_id = run_id_of(execution_arn, "reviews")
         manifest = get_json(cloud.s3, cloud.bucket, RunLayout("reviews", run_id).run_manifest_key)
         versions = cloud.s3.list_object_versions(Bucket=cloud.bucket, Prefix=f"raw/reviews/{bad_file}")["Versions"]
         raw = cloud.s3.get_object(Bucket=cloud.bucket, Key=f"raw/reviews/{bad_file}")["Body"].read()

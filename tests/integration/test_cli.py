@@ -1,0 +1,58 @@
+"""The `labelflow` command as users run it: invoke without Docker, run a file locally, query the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labelflow_local.cli import main
+from tests.conftest import EVENTS, ROOT
+
+SAMPLE = EVENTS / "fixtures/labelflow-demo/raw/reviews/sample.csv"
+
+
+def test_invoke_runs_a_handler_on_its_sample_event(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the sample pre-annotation event
+    # When `labelflow invoke` runs the function on it
+    code = main(["invoke", "gt_pre_annotation", "-e", str(EVENTS / "gt_pre_annotation.json")])
+    # Then it prints the handler's response
+    response = json.loads(capsys.readouterr().out)
+    assert code == 0 and set(response["taskInput"]) == {"text", "labels", "record_id", "header"}
+
+
+def test_invoke_reaches_moto_with_the_template_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the PlanProcessing event, whose handler needs S3 objects and its template settings
+    # When it is invoked without Docker
+    code = main(["invoke", "PlanProcessingFunction", "-e", str(EVENTS / "plan_processing.json")])
+    # Then the plan uses the image the template defaults to, and the seeded objects were found
+    plan = json.loads(capsys.readouterr().out)
+    assert code == 0 and "sagemaker-scikit-learn" in plan["processing_job"]["AppSpecification"]["ImageUri"]
+
+
+def test_invoke_names_the_known_functions_when_one_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    # When an unknown function is invoked / Then the error lists the real ones
+    assert main(["invoke", "nope", "-e", str(EVENTS / "gt_pre_annotation.json")]) == 2
+    assert "known: finalize_run, gt_post_annotation" in capsys.readouterr().err
+
+
+def test_run_local_then_query_the_feature_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the 40-row sample and the demo spec and model
+    spec, model = ROOT / "demo/datasets/reviews.json", ROOT / "demo/model/sentiment.json"
+    # When it is run locally and the feature store queried
+    args = ["--spec", str(spec), "--model", str(model), "--truth-column", "true_label", "--workdir", str(tmp_path)]
+    code = main(["run", str(SAMPLE), "--local", "--json", *args])
+    report = json.loads(capsys.readouterr().out)
+    assert main(["features", "--workdir", str(tmp_path)]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    # Then the run succeeded and every record is in the store, by label source
+    assert code == 0 and report["run"]["status"] == "SUCCEEDED"
+    assert stored["records"] == 40 == sum(stored["by_label_source"].values())
+    assert main(["features", "--workdir", str(tmp_path), "--record-id", "r00001"]) == 0
+    assert json.loads(capsys.readouterr().out)["record_id"] == "r00001"
+
+
+def test_run_without_local_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(SAMPLE), "--spec", "x.json"]) == 2
+    assert "--local" in capsys.readouterr().err
