@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from labelflow.review.manifests import answer_content, consolidation_item, output_line
 from labelflow.s3 import S3Location, get_json, iter_jsonl, put_bytes, put_json
 from labelflow_local.functions import FunctionError, FunctionRegistry
-
-CLASSIFIER_NAME = "category"
 
 
 class WorkerAnswers(Protocol):
@@ -112,14 +111,10 @@ class LocalGroundTruth:
             consolidated,
         )
         by_object = {entry["datasetObjectId"]: entry["consolidatedAnnotation"]["content"] for entry in consolidated}
-        output_lines = []
-        for index, line in enumerate(lines):
-            content = by_object.get(str(index))
-            if content is None:
-                line = {**line, f"{attribute}-metadata": {"failure-reason": "no worker answered", "job-name": name}}
-            else:
-                line = {**line, **content}
-            output_lines.append(json.dumps(line))
+        output_lines = [
+            json.dumps(output_line(line, by_object.get(str(index)), name, attribute))
+            for index, line in enumerate(lines)
+        ]
         output_key = f"{output.key}manifests/output/output.manifest"
         put_bytes(self._s3, output.bucket, output_key, ("\n".join(output_lines) + "\n").encode(), "application/jsonl")
         labeled = len(by_object)
@@ -150,7 +145,7 @@ class LocalGroundTruth:
             responses = {
                 "answers": [
                     {
-                        "answerContent": {CLASSIFIER_NAME: {"label": label}},
+                        "answerContent": answer_content(label),
                         "workerId": worker,
                         "workerMetadata": {"identityData": {"identityProviderType": "Local", "sub": worker}},
                     }
@@ -163,17 +158,5 @@ class LocalGroundTruth:
                 f"{output.key}annotations/worker-response/iteration-1/{index}/{stamp}.json",
                 responses,
             )
-            batch.append(
-                {
-                    "datasetObjectId": str(index),
-                    "dataObject": {"content": line.get("source", "")},
-                    "annotations": [
-                        {
-                            "workerId": worker,
-                            "annotationData": {"content": json.dumps({CLASSIFIER_NAME: {"label": label}})},
-                        }
-                        for worker, label in answers
-                    ],
-                }
-            )
+            batch.append(consolidation_item(str(index), line, answers))
         return batch

@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from labelflow.errors import ManifestError
 from labelflow.layout import PROCESSED_RECORDS, RunLayout
 from labelflow.models.records import AutoLabel, LabeledRecord, LabelSource, ProcessedRecord
 from labelflow.models.state import MergeOutput, WorkflowState
-from labelflow.routing import LABEL_ATTRIBUTE
+from labelflow.review.manifests import human_labels
 from labelflow.s3 import S3Location, iter_jsonl, put_jsonl
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-
-def human_label(line: dict[str, Any], attribute: str = LABEL_ATTRIBUTE) -> tuple[str, float] | None:
-    """The consolidated label and confidence in one output-manifest line, or None when nobody answered."""
-    metadata = line.get(f"{attribute}-metadata") or {}
-    if metadata.get("failure-reason"):
-        return None
-    value = line.get(attribute)
-    label = metadata.get("class-name")
-    if label is None and isinstance(value, dict):
-        label = value.get("label")
-    elif label is None and isinstance(value, str):
-        label = value
-    if not isinstance(label, str):
-        return None
-    confidence = metadata.get("confidence", 1.0)
-    return label, float(confidence if isinstance(confidence, int | float) else 1.0)
-
-
-def human_labels(lines: Iterable[dict[str, Any]]) -> dict[str, tuple[str, float]]:
-    labels: dict[str, tuple[str, float]] = {}
-    for number, line in enumerate(lines, start=1):
-        record_id = line.get("record_id")
-        if not isinstance(record_id, str):
-            raise ManifestError(f"review output manifest line {number} has no record_id")
-        found = human_label(line)
-        if found is not None:
-            labels[record_id] = found
-    return labels
 
 
 def merge_records(

@@ -11,12 +11,12 @@ from labelflow.layout import CODE_PREFIX, PROCESSED_RECORDS, RunLayout, job_name
 from labelflow.models.records import AutoLabel, ProcessedRecord, ReviewItem
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import RoutingOutput, WorkflowState
+from labelflow.review.manifests import LABEL_ATTRIBUTE
 from labelflow.s3 import S3Location, exists, iter_jsonl, put_bytes, put_json, put_jsonl, uri
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-LABEL_ATTRIBUTE = "label"
 UI_TEMPLATE = "template.liquid.html"
 
 

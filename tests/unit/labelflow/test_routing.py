@@ -9,7 +9,8 @@ from labelflow.layout import RunLayout
 from labelflow.models.records import AutoLabel, Prediction, ProcessedRecord
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import WorkflowState
-from labelflow.routing import LABEL_ATTRIBUTE, labeling_job_request, publish_ui_template, split_by_confidence
+from labelflow.review.manifests import LABEL_ATTRIBUTE
+from labelflow.routing import labeling_job_request, publish_ui_template, split_by_confidence
 
 LABELS = ["negative", "positive"]
 
