@@ -45,9 +45,20 @@ def _run(args: argparse.Namespace) -> int:
         truth_column=args.truth_column,
         worker_accuracy=args.worker_accuracy,
         seed=args.seed,
+        reviewers=_reviewers(args),
     )
     print(demo.report_json(report) if args.json else demo.summary(report))
     return 0 if report.execution_status == "SUCCEEDED" else 1
+
+
+def _reviewers(args: argparse.Namespace) -> Any:
+    from labelflow_local.review import AnswersFile, TerminalReviewer
+
+    if args.answers is not None:
+        return AnswersFile(args.answers)
+    if args.reviewer == "terminal":
+        return TerminalReviewer()
+    return None  # simulated workers
 
 
 def _invoke(args: argparse.Namespace) -> int:
@@ -122,6 +133,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--spec", type=Path, required=True, help="the dataset spec (JSON)")
     run.add_argument("--model", type=Path, help="the model file the spec's model.s3_uri names")
     run.add_argument("--truth-column", help="column with known labels, for simulated workers and accuracy")
+    run.add_argument("--reviewer", choices=("simulated", "terminal"), default="simulated", help="who reviews")
+    run.add_argument("--answers", type=Path, help="review answers file (CSV record_id,label or JSON id → label)")
     local_options(run)
     run.set_defaults(handler=_run)
 

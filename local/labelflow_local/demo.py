@@ -15,7 +15,7 @@ from labelflow.models.run import RunManifest
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import S3Location, get_json
 from labelflow_local.cloud import LocalCloud, local_cloud
-from labelflow_local.review import SimulatedWorkers
+from labelflow_local.review import SimulatedWorkers, WorkerAnswers
 from labelflow_local.template import PROJECT_ROOT
 
 DEMO_DATA = PROJECT_ROOT / "demo/data/reviews.csv"
@@ -129,12 +129,14 @@ def run_local(
     truth_column: str | None = None,
     worker_accuracy: float = 0.9,
     seed: int = 7,
+    reviewers: WorkerAnswers | None = None,
 ) -> RunReport:
+    """Run one file through the whole workflow; reviewers default to simulated workers told the truth column."""
     spec_body = spec_path.read_bytes()
     spec = DatasetSpec.model_validate_json(spec_body)
     truth = read_truth(data, spec.record_id_column, truth_column)
     started = time.perf_counter()
-    workers = SimulatedWorkers(truth, accuracy=worker_accuracy, seed=seed)
+    workers = reviewers or SimulatedWorkers(truth, accuracy=worker_accuracy, seed=seed)
     with local_cloud(workers, workdir / "feature-store") as cloud:
         execution_arn = land(cloud, data, spec, spec_body, model)
         described = cloud.wait(execution_arn)

@@ -1,15 +1,19 @@
 """Local human review: a Ground Truth stand-in that drives the real pre/post Lambdas with local workers.
 
-Worker answers come from a backend: simulated workers (seeded, with a set accuracy) by default.
+Worker answers come from a backend: simulated workers (seeded, with a set accuracy) by default, an
+answers file, or a person at the terminal.
 Everything is written where and how Ground Truth writes it, so merge reads the same files.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from labelflow.review.manifests import answer_content, consolidation_item, output_line
@@ -51,6 +55,58 @@ class SimulatedWorkers:
                 wrong = [label for label in labels if label != truth] or labels
                 answers.append((worker, rng.choice(wrong)))
         return answers
+
+
+class AnswersFile:
+    """Answers from a file of known labels: CSV with `record_id,label` columns, or a JSON object id → label.
+
+    One file is one reviewer; records the file does not cover get no answer, as tasks that expire do.
+    """
+
+    WORKER = "local.answers-file"
+
+    def __init__(self, path: Path) -> None:
+        text = path.read_text(encoding="utf-8-sig")
+        if path.suffix == ".json":
+            loaded = json.loads(text)
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: expected a JSON object of record id to label")
+            self._labels = {str(k): str(v) for k, v in loaded.items()}
+        else:
+            rows = csv.DictReader(io.StringIO(text))
+            if not rows.fieldnames or not {"record_id", "label"} <= set(rows.fieldnames):
+                raise ValueError(f"{path}: expected columns record_id,label")
+            self._labels = {row["record_id"]: row["label"] for row in rows}
+
+    def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]:
+        label = self._labels.get(str(task_input["record_id"]))
+        if label is None or label not in task_input["labels"]:
+            return []
+        return [(self.WORKER, label)]
+
+
+class TerminalReviewer:
+    """A person at the terminal labels each record; an empty answer skips it."""
+
+    WORKER = "local.terminal"
+
+    def __init__(self, ask: Callable[[str], str] = input, say: Callable[[str], None] = print) -> None:
+        self._ask = ask
+        self._say = say
+
+    def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]:
+        labels: list[str] = list(task_input["labels"])
+        self._say(f"\n[{task_input['record_id']}] {task_input['text']}")
+        choices = "  ".join(f"{number}) {label}" for number, label in enumerate(labels, start=1))
+        while True:
+            reply = self._ask(f"{choices}  (enter to skip) > ").strip()
+            if not reply:
+                return []
+            if reply.isdigit() and 1 <= int(reply) <= len(labels):
+                return [(self.WORKER, labels[int(reply) - 1])]
+            if reply in labels:
+                return [(self.WORKER, reply)]
+            self._say(f"pick 1-{len(labels)} or type a label")
 
 
 class LocalGroundTruth:

@@ -56,3 +56,26 @@ def test_run_local_then_query_the_feature_store(tmp_path: Path, capsys: pytest.C
 def test_run_without_local_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(SAMPLE), "--spec", "x.json"]) == 2
     assert "--local" in capsys.readouterr().err
+
+
+def test_an_answers_file_reviews_what_it_covers_and_the_rest_stays_unlabeled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an answers file that labels only one of the records sent to review
+    review = [
+        json.loads(line) for line in (EVENTS / "fixtures/labelflow-demo").rglob("review.manifest").__next__().open()
+    ]
+    answers = tmp_path / "answers.csv"
+    answers.write_text(f"record_id,label\n{review[0]['record_id']},positive\n")
+    spec, model = ROOT / "demo/datasets/reviews.json", ROOT / "demo/model/sentiment.json"
+    # When the sample runs with those answers as its reviewer
+    code = main(
+        ["run", str(SAMPLE), "--local", "--json", "--spec", str(spec), "--model", str(model)]
+        + ["--answers", str(answers), "--workdir", str(tmp_path)]
+    )
+    report = json.loads(capsys.readouterr().out)
+    counts = report["run"]["counts"]
+    # Then one record is human-labeled, the others are reported unlabeled, and the run is PARTIAL
+    assert code == 0 and report["run"]["status"] == "PARTIAL"
+    assert counts["human_labeled"] == 1 and counts["unlabeled"] == counts["sent_to_review"] - 1 > 0
+    assert counts["ingested"] == counts["records_in"] - counts["unlabeled"]
