@@ -62,9 +62,8 @@ def test_an_answers_file_reviews_what_it_covers_and_the_rest_stays_unlabeled(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given an answers file that labels only one of the records sent to review
-    review = [
-        json.loads(line) for line in (EVENTS / "fixtures/labelflow-demo").rglob("review.manifest").__next__().open()
-    ]
+    manifest = next((EVENTS / "fixtures").rglob("review.manifest"))
+    review = [json.loads(line) for line in manifest.read_text().splitlines()]
     answers = tmp_path / "answers.csv"
     answers.write_text(f"record_id,label\n{review[0]['record_id']},positive\n")
     spec, model = ROOT / "demo/datasets/reviews.json", ROOT / "demo/model/sentiment.json"
