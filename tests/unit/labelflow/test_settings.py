@@ -83,7 +83,8 @@ def test_valid_values_are_read_and_converted(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("DATA_BUCKET", "labelflow-demo")
     monkeypatch.setenv("PROCESSING_IMAGE_URI", "123.dkr.ecr.us-east-1.amazonaws.com/sklearn:1")
     monkeypatch.setenv("PROCESSING_INSTANCE_TYPE", "ml.m5.xlarge")
-    monkeypatch.setenv("PROCESSING_INSTANCE_COUNT", "2")
+    monkeypatch.setenv("PROCESSING_INSTANCE_COUNT", "1")
+    monkeypatch.setenv("PROCESSING_VOLUME_SIZE_GB", "50")
 
     # When the plan settings are loaded
     settings = load_settings(PlanSettings)
@@ -92,8 +93,8 @@ def test_valid_values_are_read_and_converted(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.data_bucket == "labelflow-demo"
     assert settings.processing_image_uri == "123.dkr.ecr.us-east-1.amazonaws.com/sklearn:1"
     assert settings.processing_instance_type == "ml.m5.xlarge"
-    assert settings.processing_instance_count == 2
-    assert settings.processing_volume_size_gb == 30
+    assert settings.processing_instance_count == 1
+    assert settings.processing_volume_size_gb == 50
     assert settings.processing_max_runtime_seconds == 3600
 
 
@@ -119,3 +120,16 @@ def test_settings_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings(IngestSettings) is first
     load_settings.cache_clear()
     assert load_settings(IngestSettings).max_workers == 16
+
+
+def test_more_than_one_processing_instance_is_refused_until_inputs_are_sharded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a deployment asking for two processing instances
+    monkeypatch.setenv("DATA_BUCKET", "labelflow-demo")
+    monkeypatch.setenv("PROCESSING_IMAGE_URI", "123.dkr.ecr.us-east-1.amazonaws.com/sklearn:1")
+    monkeypatch.setenv("PROCESSING_INSTANCE_TYPE", "ml.m5.xlarge")
+    monkeypatch.setenv("PROCESSING_INSTANCE_COUNT", "2")
+    # When the settings load / Then the variable is named in the error
+    with pytest.raises(ConfigError, match="PROCESSING_INSTANCE_COUNT"):
+        load_settings(PlanSettings)

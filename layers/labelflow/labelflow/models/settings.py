@@ -25,7 +25,8 @@ class TriggerSettings(BucketSettings):
 class PlanSettings(BucketSettings):
     processing_image_uri: str = Field(alias="PROCESSING_IMAGE_URI", min_length=1)
     processing_instance_type: str = Field(alias="PROCESSING_INSTANCE_TYPE", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
-    processing_instance_count: int = Field(default=1, alias="PROCESSING_INSTANCE_COUNT", ge=1, le=100)
+    # One object per run, replicated to every instance: more than one would repeat the work.
+    processing_instance_count: int = Field(default=1, alias="PROCESSING_INSTANCE_COUNT", ge=1, le=1)
     processing_volume_size_gb: int = Field(default=30, alias="PROCESSING_VOLUME_SIZE_GB", ge=1, le=16_384)
     processing_max_runtime_seconds: int = Field(default=3600, alias="PROCESSING_MAX_RUNTIME_SECONDS", ge=1, le=777_600)
 
