@@ -38,8 +38,9 @@ COLUMNS = (
     "price",
     "verified_purchase",
     "review_text",
-    "true_label",
 )
+# The answers are kept aside, in the answers-file format the local reviewers and checks read.
+LABEL_COLUMNS = ("record_id", "label")
 START = datetime(2026, 1, 5, tzinfo=UTC)
 SPAN_DAYS = 100
 TOKEN_PATTERN = re.compile(r"[a-z0-9']+")
@@ -392,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     model = train_model(training)
 
     write(out / "data" / "reviews.csv", to_csv(rows, COLUMNS))
+    labels = [{"record_id": row["review_id"], "label": row["true_label"]} for row in rows]
+    write(out / "data" / "reviews.labels.csv", to_csv(labels, LABEL_COLUMNS))
     write(out / "model" / "sentiment.json", json.dumps(model.to_json(), indent=2) + "\n")
     write(out / "datasets" / "reviews.json", json.dumps(dataset_spec(), indent=2) + "\n")
     sample = rows[:5]

@@ -20,8 +20,8 @@ from typing import Any
 
 from labelflow.models.spec import DatasetSpec
 from labelflow_local.cloud import local_cloud
-from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, DEMO_TRUTH_COLUMN, land, read_truth
-from labelflow_local.review import SimulatedWorkers
+from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, DEMO_TRUTH, land
+from labelflow_local.review import SimulatedWorkers, read_labels
 
 EVENTS = Path(__file__).resolve().parent
 FIXTURES = EVENTS / "fixtures"
@@ -48,7 +48,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / SAMPLE_NAME
         data.write_bytes(sample_csv())
-        truth = read_truth(data, spec.record_id_column, DEMO_TRUTH_COLUMN)
+        truth = read_labels(DEMO_TRUTH)
         with local_cloud(SimulatedWorkers(truth), Path(tmp) / "fs") as cloud:
             original = cloud.functions.invoke
 

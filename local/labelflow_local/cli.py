@@ -21,9 +21,10 @@ def _demo(args: argparse.Namespace) -> int:
         demo.DEMO_SPEC,
         demo.DEMO_MODEL,
         args.workdir,
-        truth_column=demo.DEMO_TRUTH_COLUMN,
+        truth=demo.DEMO_TRUTH,
         worker_accuracy=args.worker_accuracy,
         seed=args.seed,
+        workers_per_task=args.workers,
     )
     print(demo.report_json(report) if args.json else demo.summary(report))
     return 0 if report.execution_status == "SUCCEEDED" else 1
@@ -42,9 +43,10 @@ def _run(args: argparse.Namespace) -> int:
         args.spec,
         args.model,
         args.workdir,
-        truth_column=args.truth_column,
+        truth=args.truth,
         worker_accuracy=args.worker_accuracy,
         seed=args.seed,
+        workers_per_task=args.workers,
         reviewers=_reviewers(args),
     )
     print(demo.report_json(report) if args.json else demo.summary(report))
@@ -121,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where local results are kept")
         command.add_argument("--worker-accuracy", type=float, default=0.9, help="simulated workers' accuracy")
         command.add_argument("--seed", type=int, default=7, help="seed for the simulated workers")
+        command.add_argument("--workers", type=int, help="simulated workers per record (default: the spec's)")
         command.add_argument("--json", action="store_true", help="print the report as JSON")
 
     demo = commands.add_parser("demo", help="run the whole workflow locally on the bundled reviews dataset")
@@ -132,7 +135,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--local", action="store_true", help="run on the local stand-ins (required)")
     run.add_argument("--spec", type=Path, required=True, help="the dataset spec (JSON)")
     run.add_argument("--model", type=Path, help="the model file the spec's model.s3_uri names")
-    run.add_argument("--truth-column", help="column with known labels, for simulated workers and accuracy")
+    run.add_argument("--truth", type=Path, help="known labels (CSV record_id,label or JSON): workers and accuracy")
     run.add_argument("--reviewer", choices=("simulated", "terminal"), default="simulated", help="who reviews")
     run.add_argument("--answers", type=Path, help="review answers file (CSV record_id,label or JSON id → label)")
     local_options(run)

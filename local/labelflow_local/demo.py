@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass, field
@@ -15,20 +14,20 @@ from labelflow.models.run import RunManifest
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import S3Location, get_json
 from labelflow_local.cloud import LocalCloud, local_cloud
-from labelflow_local.review import SimulatedWorkers, WorkerAnswers
+from labelflow_local.review import SimulatedWorkers, WorkerAnswers, read_labels
 from labelflow_local.template import PROJECT_ROOT
 
 DEMO_DATA = PROJECT_ROOT / "demo/data/reviews.csv"
 DEMO_SPEC = PROJECT_ROOT / "demo/datasets/reviews.json"
 DEMO_MODEL = PROJECT_ROOT / "demo/model/sentiment.json"
-DEMO_TRUTH_COLUMN = "true_label"
+DEMO_TRUTH = PROJECT_ROOT / "demo/data/reviews.labels.csv"
 # Said at the end of every local run, so nobody mistakes the stand-ins for the services.
 NOT_EMULATED = (
-    "IAM policies are not enforced",
-    "reviewers are simulated workers, not a Ground Truth work team",
-    "the processing script runs in a local subprocess, not the processing image",
-    "the offline store is written at once (AWS: within about 15 minutes), with no Glue table",
-    "no X-Ray traces, CloudWatch metrics or alarms",
+    "IAM: policies are not enforced",
+    "Ground Truth's work team: reviewers are local (simulated, an answers file or you)",
+    "the processing image: the script runs in a local subprocess",
+    "the offline store's delay (about 15 minutes on AWS) and its Glue table",
+    "X-Ray traces, CloudWatch metrics and alarms",
 )
 
 
@@ -57,16 +56,6 @@ def stage_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
             if name in entered:
                 spent[name] = round((event["timestamp"] - entered.pop(name)).total_seconds(), 3)
     return spent
-
-
-def read_truth(path: Path, id_column: str, truth_column: str | None) -> dict[str, str]:
-    if truth_column is None:
-        return {}
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = csv.DictReader(handle)
-        if rows.fieldnames is None or truth_column not in rows.fieldnames:
-            raise ValueError(f"{path} has no column '{truth_column}'")
-        return {row[id_column]: row[truth_column] for row in rows}
 
 
 def object_created_event(cloud: LocalCloud, key: str, put: dict[str, Any], size: int) -> dict[str, Any]:
@@ -126,17 +115,23 @@ def run_local(
     spec_path: Path,
     model: Path | None,
     workdir: Path,
-    truth_column: str | None = None,
+    truth: Path | None = None,
     worker_accuracy: float = 0.9,
     seed: int = 7,
+    workers_per_task: int | None = None,
     reviewers: WorkerAnswers | None = None,
 ) -> RunReport:
-    """Run one file through the whole workflow; reviewers default to simulated workers told the truth column."""
+    """Run one file through the whole workflow.
+
+    Reviewers default to simulated workers who know `truth` (a labels file), which also measures accuracy.
+    """
     spec_body = spec_path.read_bytes()
     spec = DatasetSpec.model_validate_json(spec_body)
-    truth = read_truth(data, spec.record_id_column, truth_column)
+    known = read_labels(truth) if truth else {}
     started = time.perf_counter()
-    workers = reviewers or SimulatedWorkers(truth, accuracy=worker_accuracy, seed=seed)
+    workers = reviewers or SimulatedWorkers(
+        known, accuracy=worker_accuracy, seed=seed, workers_per_task=workers_per_task
+    )
     with local_cloud(workers, workdir / "feature-store") as cloud:
         execution_arn = land(cloud, data, spec, spec_body, model)
         described = cloud.wait(execution_arn)
@@ -154,7 +149,7 @@ def run_local(
             run_json=f"s3://{cloud.bucket}/{layout.run_manifest_key}",
             exported_to=exported,
             seconds=seconds,
-            label_accuracy=label_accuracy(features, truth),
+            label_accuracy=label_accuracy(features, known),
             features=features,
             stage_seconds=stage_seconds(history),
         )
@@ -182,7 +177,8 @@ def summary(report: RunReport) -> str:
         f"  records in      {counts.records_in}",
         f"  auto-labeled    {counts.auto_labeled}",
         f"  sent to humans  {counts.sent_to_review}",
-        f"  human-labeled   {counts.human_labeled}",
+        f"  labeled         {(counts.model_labeled or 0) + (counts.human_labeled or 0)} "
+        f"({counts.model_labeled} by the model, {counts.human_labeled} by humans)",
         f"  ingested        {counts.ingested}",
         f"  failed          {failed} (rejected {counts.rejected}, unlabeled {counts.unlabeled}, "
         f"ingest failed {counts.ingest_failed})",
@@ -196,7 +192,8 @@ def summary(report: RunReport) -> str:
         f"                  (copied to {report.exported_to / 'run.json'})",
         f"  took            {report.seconds:.2f}s",
         "",
-        "local mode: " + "; ".join(NOT_EMULATED),
+        "local mode does not emulate:",
+        *(f"  - {gap}" for gap in NOT_EMULATED),
     ]
     return "\n".join(lines)
 

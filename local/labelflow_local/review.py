@@ -33,19 +33,31 @@ class SimulatedWorkers:
     Answers depend only on the seed and the record id, never on the order tasks arrive in.
     """
 
-    def __init__(self, truth: Mapping[str, str], accuracy: float = 0.9, seed: int = 7, pool: int = 5) -> None:
+    def __init__(
+        self,
+        truth: Mapping[str, str],
+        accuracy: float = 0.9,
+        seed: int = 7,
+        pool: int = 5,
+        workers_per_task: int | None = None,
+    ) -> None:
         if not 0.0 <= accuracy <= 1.0:
             raise ValueError("accuracy must be between 0 and 1")
+        if workers_per_task is not None and not 1 <= workers_per_task <= 9:
+            raise ValueError("workers per task must be between 1 and 9, as in Ground Truth")
         self._truth = truth
         self._accuracy = accuracy
         self._seed = seed
-        self._pool = [f"local.simulated.worker-{number}" for number in range(1, pool + 1)]
+        self._per_task = workers_per_task
+        size = max(pool, workers_per_task or 0)
+        self._pool = [f"local.simulated.worker-{number}" for number in range(1, size + 1)]
 
     def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]:
+        """`workers` is the job's NumberOfHumanWorkersPerDataObject, unless this crowd was told otherwise."""
         record_id = str(task_input["record_id"])
         labels: list[str] = list(task_input["labels"])
         rng = random.Random(f"{self._seed}:{record_id}")
-        chosen = rng.sample(self._pool, min(workers, len(self._pool)))
+        chosen = rng.sample(self._pool, min(self._per_task or workers, len(self._pool)))
         truth = self._truth.get(record_id)
         answers = []
         for worker in chosen:
@@ -57,26 +69,30 @@ class SimulatedWorkers:
         return answers
 
 
-class AnswersFile:
-    """Answers from a file of known labels: CSV with `record_id,label` columns, or a JSON object id → label.
+def read_labels(path: Path) -> dict[str, str]:
+    """A labels file: CSV with `record_id,label` columns, or a JSON object of record id → label."""
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix == ".json":
+        loaded = json.loads(text)
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a JSON object of record id to label")
+        return {str(k): str(v) for k, v in loaded.items()}
+    rows = csv.DictReader(io.StringIO(text))
+    if not rows.fieldnames or not {"record_id", "label"} <= set(rows.fieldnames):
+        raise ValueError(f"{path}: expected columns record_id,label")
+    return {row["record_id"]: row["label"] for row in rows}
 
-    One file is one reviewer; records the file does not cover get no answer, as tasks that expire do.
+
+class AnswersFile:
+    """Answers from a labels file (see read_labels): one file is one reviewer.
+
+    Records the file does not cover get no answer, as tasks that expire do.
     """
 
     WORKER = "local.answers-file"
 
     def __init__(self, path: Path) -> None:
-        text = path.read_text(encoding="utf-8-sig")
-        if path.suffix == ".json":
-            loaded = json.loads(text)
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: expected a JSON object of record id to label")
-            self._labels = {str(k): str(v) for k, v in loaded.items()}
-        else:
-            rows = csv.DictReader(io.StringIO(text))
-            if not rows.fieldnames or not {"record_id", "label"} <= set(rows.fieldnames):
-                raise ValueError(f"{path}: expected columns record_id,label")
-            self._labels = {row["record_id"]: row["label"] for row in rows}
+        self._labels = read_labels(path)
 
     def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]:
         label = self._labels.get(str(task_input["record_id"]))

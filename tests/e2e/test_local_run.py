@@ -14,7 +14,7 @@ from labelflow.layout import RunLayout
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import get_json
 from labelflow_local.cloud import local_cloud
-from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, DEMO_TRUTH_COLUMN, land, run_id_of, run_local
+from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, DEMO_TRUTH, land, run_id_of, run_local
 from labelflow_local.review import SimulatedWorkers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("demo")
-    report = run_local(DEMO_DATA, DEMO_SPEC, DEMO_MODEL, workdir, truth_column=DEMO_TRUTH_COLUMN)
+    report = run_local(DEMO_DATA, DEMO_SPEC, DEMO_MODEL, workdir, truth=DEMO_TRUTH)
     return report, workdir
 
 

@@ -41,7 +41,8 @@ def test_run_local_then_query_the_feature_store(tmp_path: Path, capsys: pytest.C
     # Given the 40-row sample and the demo spec and model
     spec, model = ROOT / "demo/datasets/reviews.json", ROOT / "demo/model/sentiment.json"
     # When it is run locally and the feature store queried
-    args = ["--spec", str(spec), "--model", str(model), "--truth-column", "true_label", "--workdir", str(tmp_path)]
+    truth = ROOT / "demo/data/reviews.labels.csv"
+    args = ["--spec", str(spec), "--model", str(model), "--truth", str(truth), "--workdir", str(tmp_path)]
     code = main(["run", str(SAMPLE), "--local", "--json", *args])
     report = json.loads(capsys.readouterr().out)
     assert main(["features", "--workdir", str(tmp_path)]) == 0

@@ -54,3 +54,12 @@ def test_terminal_reviewer_takes_a_number_or_a_label_and_skips_on_enter() -> Non
     # Then the answers are positive, negative and none, and the bad reply was explained
     assert first == [("local.terminal", "positive")] and second == [("local.terminal", "negative")] and third == []
     assert any("pick 1-2" in line for line in said) and "works well" in said[0]
+
+
+def test_the_crowd_size_per_record_can_be_set_for_local_runs() -> None:
+    # Given a crowd told to send 5 workers per record, whatever the job asks for
+    crowd = SimulatedWorkers({"r1": "positive"}, workers_per_task=5)
+    # Then each task gets 5 distinct workers, and Ground Truth's 1-9 limit holds
+    assert len({worker for worker, _ in crowd.answer(TASK, 1)}) == 5
+    with pytest.raises(ValueError, match="between 1 and 9"):
+        SimulatedWorkers({}, workers_per_task=10)

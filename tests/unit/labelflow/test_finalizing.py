@@ -15,7 +15,6 @@ from labelflow.models.state import FinalizeInput, IngestOutput, MergeOutput, Ste
 from tests.conftest import load_event
 
 NOW = datetime(2026, 11, 25, 2, 30, 0, tzinfo=UTC)
-RUN_PREFIX = "s3://labelflow-demo/runs/reviews/afbcf3d3f25e2c3dba66/"
 
 
 def full_request() -> FinalizeInput:
@@ -155,30 +154,34 @@ def test_manifest_of_a_complete_run() -> None:
     # Then every count comes from its step, and every artifact and job is recorded
     assert manifest.status == "SUCCEEDED"
     assert manifest.error is None
+    state = request.state
+    plan, routing, merged = state.require_plan(), state.require_routing(), state.require_merge()
+    assert state.processing is not None and state.labeling is not None and state.ingest is not None
     assert manifest.counts.model_dump() == {
         "records_in": 42,
         "rejected": 2,
-        "auto_labeled": 27,
-        "sent_to_review": 13,
-        "human_labeled": 13,
-        "model_labeled": 27,
+        "auto_labeled": routing.auto_labeled,
+        "sent_to_review": routing.to_review,
+        "human_labeled": merged.human,
+        "model_labeled": merged.model,
         "unlabeled": 0,
-        "ingested": 40,
+        "ingested": state.ingest.ingested,
         "ingest_failed": 0,
     }
-    assert manifest.code_sha256 == "5adf26983422fcf440ea60701e06055e88c0fb142425cf7e96b648dd2b7808ad"
+    assert manifest.code_sha256 == plan.code_sha256 and len(plan.code_sha256) == 64
     assert manifest.cache_hit is False
-    assert manifest.processing_job == "lf-reviews-afbcf3d3f25e2c3dba66-bdbd359a"
-    assert manifest.labeling_job == "lf-reviews-afbcf3d3f25e2c3dba66-review"
+    assert manifest.processing_job == state.processing.job_name == plan.processing_job["ProcessingJobName"]
+    assert manifest.labeling_job == state.labeling.job_name == f"lf-reviews-{state.run_id}-review"
     assert manifest.feature_group == "labelflow-reviews"
     artifacts = manifest.artifacts
-    assert artifacts.spec_uri == RUN_PREFIX + "input/spec/spec.json"
-    assert artifacts.processed_uri == RUN_PREFIX + "processed/bdbd359a3c56bcd8/"
-    assert artifacts.auto_labeled_uri == RUN_PREFIX + "labeling/auto-labeled.jsonl"
-    assert artifacts.review_manifest_uri == RUN_PREFIX + "labeling/review.manifest"
+    run_prefix = f"s3://labelflow-demo/runs/reviews/{state.run_id}/"
+    assert artifacts.spec_uri == run_prefix + "input/spec/spec.json"
+    assert artifacts.processed_uri == run_prefix + f"processed/{plan.cache_key[:16]}/"
+    assert artifacts.auto_labeled_uri == run_prefix + "labeling/auto-labeled.jsonl"
+    assert artifacts.review_manifest_uri == run_prefix + "labeling/review.manifest"
     assert artifacts.review_output_manifest_uri is not None
     assert artifacts.review_output_manifest_uri.endswith("/manifests/output/output.manifest")
-    assert artifacts.labeled_uri == RUN_PREFIX + "labeled/labeled.jsonl"
+    assert artifacts.labeled_uri == run_prefix + "labeled/labeled.jsonl"
     assert artifacts.unlabeled_uri is None and artifacts.ingest_failures_uri is None
 
 
@@ -190,7 +193,7 @@ def test_processing_job_comes_from_the_plan_when_the_job_step_did_not_report() -
 
     # When run.json is built / Then the planned job name is recorded, with no later counts
     manifest = build_manifest(full.model_copy(update={"state": state}), None, NOW)
-    assert manifest.processing_job == "lf-reviews-afbcf3d3f25e2c3dba66-bdbd359a"
+    assert manifest.processing_job == full.state.require_plan().processing_job["ProcessingJobName"]
     assert manifest.counts.auto_labeled is None and manifest.counts.ingested is None
 
 
@@ -232,7 +235,8 @@ def test_finalize_run_writes_run_json_even_when_the_event_fails(s3: Any, bucket:
 def test_finalize_run_reads_processing_stats(s3: Any, bucket: str) -> None:
     # Given a complete run whose processing output includes stats.json
     request = full_request()
-    stats_key = "runs/reviews/afbcf3d3f25e2c3dba66/processed/bdbd359a3c56bcd8/stats.json"
+    processed = request.state.require_plan().processed_uri.removeprefix(f"s3://{bucket}/")
+    stats_key = processed + "stats.json"
     s3.put_object(Bucket=bucket, Key=stats_key, Body=json.dumps({"records_in": 41, "records_out": 40, "rejected": 1}))
 
     # When the run is finalized / Then the counts include the processing step's

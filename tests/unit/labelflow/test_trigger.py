@@ -53,7 +53,7 @@ def test_parse_eventbridge_event() -> None:
 
     # Then the one created object is found
     assert [(o.bucket, o.key, o.version_id) for o in objects] == [
-        ("labelflow-demo", "raw/reviews/sample.csv", "51114e40-ef85-4d37-80a3-6760fd49c981")
+        ("labelflow-demo", "raw/reviews/sample.csv", event["detail"]["object"]["version-id"])
     ]
 
 

@@ -595,8 +595,8 @@ def test_demo_dataset_runs_clean_and_the_model_is_unsure_about_some_rows(tmp_pat
     below = [c < spec["confidence_threshold"] for c in confidences]
     assert 0.15 <= sum(below) / len(below) <= 0.25
     # And the confident predictions are right far more often than the unsure ones
-    with (DEMO / "data" / "reviews.csv").open(encoding="utf-8", newline="") as handle:
-        truth = {row["review_id"]: row["true_label"] for row in csv.DictReader(handle)}
+    with (DEMO / "data" / "reviews.labels.csv").open(encoding="utf-8", newline="") as handle:
+        truth = {row["record_id"]: row["label"] for row in csv.DictReader(handle)}
     correct = [r["prediction"]["label"] == truth[r["record_id"]] for r in records]
     above_hits = [ok for ok, low in zip(correct, below, strict=True) if not low]
     below_hits = [ok for ok, low in zip(correct, below, strict=True) if low]
