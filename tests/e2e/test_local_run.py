@@ -109,6 +109,10 @@ def test_bad_input_ends_in_the_failure_path_and_leaves_the_raw_object_untouched(
         versions = cloud.s3.list_object_versions(Bucket=cloud.bucket, Prefix=f"raw/reviews/{bad_file}")["Versions"]
         raw = cloud.s3.get_object(Bucket=cloud.bucket, Key=f"raw/reviews/{bad_file}")["Body"].read()
         ingested = cloud.feature_store.online_records("labelflow-reviews")
+        quarantined = {
+            item["Key"]: cloud.s3.get_object(Bucket=cloud.bucket, Key=item["Key"])["Body"].read()
+            for item in cloud.s3.list_objects_v2(Bucket=cloud.bucket, Prefix="quarantine/").get("Contents", [])
+        }
     # Then the named step failed, the execution took the failure path and run.json has the reason
     failed_states = [e["stateExitedEventDetails"]["name"] for e in history if e["type"] == "TaskStateExited"]
     assert described["status"] == "FAILED"
@@ -117,6 +121,12 @@ def test_bad_input_ends_in_the_failure_path_and_leaves_the_raw_object_untouched(
     # And the raw object is exactly what landed, in its only version, and nothing was ingested
     assert raw == (BAD / bad_file).read_bytes() and len(versions) == 1
     assert ingested == {}
+    # And inputs rejected before processing are copied to quarantine/ with the reason beside them
+    if failed_step == "PlanProcessing":
+        prefix = f"quarantine/reviews/{run_id}/"
+        assert quarantined[prefix + bad_file] == raw
+        assert reason in json.loads(quarantined[prefix + "error.json"])["cause"]
+        assert manifest["artifacts"]["quarantine_uri"] == f"s3://labelflow-demo/{prefix}{bad_file}"
 
 
 def _entered(history: list[dict]) -> list[str]:

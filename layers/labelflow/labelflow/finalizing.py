@@ -20,6 +20,8 @@ from labelflow.s3 import S3Location, get_json, put_json
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+# Errors that mean the input itself cannot be processed: its copy goes to quarantine/ with the reason.
+QUARANTINED_ERRORS = frozenset({"InvalidInputError"})
 EVENT_SOURCE = "labelflow"
 EVENT_DETAIL_TYPE = "Labelflow Run Finished"
 
@@ -102,10 +104,37 @@ def build_manifest(request: FinalizeInput, stats: ProcessingStats | None, now: d
     )
 
 
+def quarantine(s3: S3Client, run: WorkflowState, error: RunError, now: datetime) -> str | None:
+    """Copy a rejected input (this exact version) to quarantine/ with an error report; the raw object stays."""
+    layout = RunLayout(run.dataset, run.run_id)
+    target = layout.quarantine_key(run.key.rsplit("/", 1)[-1])
+    source: dict[str, str] = {"Bucket": run.bucket, "Key": run.key}
+    if run.version_id:
+        source["VersionId"] = run.version_id
+    try:
+        s3.copy_object(Bucket=run.bucket, Key=target, CopySource=source)  # type: ignore[arg-type]
+    except ClientError:
+        # The input may be gone (deleted since it landed); run.json still records why the run failed.
+        logger.exception("could not quarantine the input", extra={"run_id": run.run_id, "key": run.key})
+        return None
+    report = {
+        "run_id": run.run_id,
+        "source": {"bucket": run.bucket, "key": run.key, "version_id": run.version_id},
+        "error": error.error,
+        "cause": error.cause,
+        "quarantined_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    put_json(s3, run.bucket, layout.quarantine_report_key, report)
+    return f"s3://{run.bucket}/{target}"
+
+
 def finalize_run(request: FinalizeInput, s3: S3Client, events: Any, now: datetime | None = None) -> RunManifest:
-    """Write run.json, then announce the run's end on the default event bus (best effort)."""
+    """Write run.json (quarantining a rejected input first), then announce the run's end (best effort)."""
     run = request.state
-    manifest = build_manifest(request, read_stats(s3, run), now or datetime.now(UTC))
+    now = now or datetime.now(UTC)
+    manifest = build_manifest(request, read_stats(s3, run), now)
+    if manifest.error is not None and manifest.error.error in QUARANTINED_ERRORS:
+        manifest.artifacts.quarantine_uri = quarantine(s3, run, manifest.error, now)
     put_json(s3, run.bucket, RunLayout(run.dataset, run.run_id).run_manifest_key, manifest)
     detail = {"run_id": run.run_id, "dataset": run.dataset, "status": manifest.status, "bucket": run.bucket}
     try:

@@ -105,6 +105,14 @@ class RunLayout:
     def run_manifest_key(self) -> str:
         return f"{self.prefix}run.json"
 
+    def quarantine_key(self, filename: str) -> str:
+        """Where a rejected input's copy goes; its error report is `quarantine_report_key` beside it."""
+        return f"{QUARANTINE_PREFIX}{self.dataset}/{self.run_id}/{filename}"
+
+    @property
+    def quarantine_report_key(self) -> str:
+        return f"{QUARANTINE_PREFIX}{self.dataset}/{self.run_id}/error.json"
+
 
 PROCESSED_RECORDS = "records.jsonl"
 PROCESSED_REJECTED = "rejected.jsonl"

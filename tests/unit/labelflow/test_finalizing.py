@@ -242,3 +242,29 @@ def test_finalize_run_reads_processing_stats(s3: Any, bucket: str) -> None:
     # When the run is finalized / Then the counts include the processing step's
     manifest = finalize_run(request, s3, StubEvents(), now=NOW)
     assert (manifest.counts.records_in, manifest.counts.rejected) == (41, 1)
+
+
+def test_a_rejected_input_is_quarantined_with_its_error_report(s3: Any, bucket: str) -> None:
+    # Given a run rejected at planning, whose input version is in the bucket (and a newer version after it)
+    request = failed_request()
+    first = s3.put_object(Bucket=bucket, Key=request.state.key, Body=b"the rejected bytes")
+    s3.put_object(Bucket=bucket, Key=request.state.key, Body=b"a later upload")
+    state = request.state.model_copy(update={"version_id": first["VersionId"]})
+    # When the run is finalized
+    manifest = finalize_run(request.model_copy(update={"state": state}), s3, StubEvents(), now=NOW)
+    # Then that exact version is copied to quarantine/, the reason beside it, and run.json points there
+    prefix = f"quarantine/reviews/{state.run_id}/"
+    assert manifest.artifacts.quarantine_uri == f"s3://{bucket}/{prefix}sample.csv"
+    assert s3.get_object(Bucket=bucket, Key=prefix + "sample.csv")["Body"].read() == b"the rejected bytes"
+    report = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "error.json")["Body"].read())
+    assert report["error"] == "InvalidInputError" and report["cause"].endswith("missing required columns: price")
+    assert report["source"]["version_id"] == first["VersionId"]
+
+
+def test_an_input_gone_before_quarantine_still_gets_its_run_json(s3: Any, bucket: str) -> None:
+    # Given a rejected run whose input no longer exists
+    request = failed_request()
+    # When the run is finalized / Then run.json is written without a quarantine copy
+    manifest = finalize_run(request, s3, StubEvents(), now=NOW)
+    assert manifest.status == "FAILED" and manifest.artifacts.quarantine_uri is None
+    assert s3.get_object(Bucket=bucket, Key=f"runs/reviews/{request.state.run_id}/run.json")

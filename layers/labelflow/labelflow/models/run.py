@@ -42,6 +42,7 @@ class RunArtifacts(_RunModel):
     labeled_uri: str | None = None
     unlabeled_uri: str | None = None
     ingest_failures_uri: str | None = None
+    quarantine_uri: str | None = None
 
 
 class RunError(_RunModel):
