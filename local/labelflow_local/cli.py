@@ -14,20 +14,12 @@ DEFAULT_WORKDIR = Path(".labelflow")
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """`run --local` on the bundled dataset, its spec and model, with its labels kept aside as the truth."""
     from labelflow_local import demo
 
-    report = demo.run_local(
-        demo.DEMO_DATA,
-        demo.DEMO_SPEC,
-        demo.DEMO_MODEL,
-        args.workdir,
-        truth=demo.DEMO_TRUTH,
-        worker_accuracy=args.worker_accuracy,
-        seed=args.seed,
-        workers_per_task=args.workers,
-    )
-    print(demo.report_json(report) if args.json else demo.summary(report))
-    return 0 if report.execution_status == "SUCCEEDED" else 1
+    args.file, args.spec, args.model, args.truth = demo.DEMO_DATA, demo.DEMO_SPEC, demo.DEMO_MODEL, demo.DEMO_TRUTH
+    args.local = True
+    return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -124,6 +116,8 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--worker-accuracy", type=float, default=0.9, help="simulated workers' accuracy")
         command.add_argument("--seed", type=int, default=7, help="seed for the simulated workers")
         command.add_argument("--workers", type=int, help="simulated workers per record (default: the spec's)")
+        command.add_argument("--reviewer", choices=("simulated", "terminal"), default="simulated", help="who reviews")
+        command.add_argument("--answers", type=Path, help="answers file as reviewer (CSV record_id,label or JSON)")
         command.add_argument("--json", action="store_true", help="print the report as JSON")
 
     demo = commands.add_parser("demo", help="run the whole workflow locally on the bundled reviews dataset")
@@ -136,8 +130,6 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--spec", type=Path, required=True, help="the dataset spec (JSON)")
     run.add_argument("--model", type=Path, help="the model file the spec's model.s3_uri names")
     run.add_argument("--truth", type=Path, help="known labels (CSV record_id,label or JSON): workers and accuracy")
-    run.add_argument("--reviewer", choices=("simulated", "terminal"), default="simulated", help="who reviews")
-    run.add_argument("--answers", type=Path, help="review answers file (CSV record_id,label or JSON id → label)")
     local_options(run)
     run.set_defaults(handler=_run)
 

@@ -87,12 +87,9 @@ class LocalCloud:
             "Statement": [
                 {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
             ],
-        }  # noqa: E501
-        return str(
-            self.iam.create_role(RoleName=f"labelflow-{name}", AssumeRolePolicyDocument=json.dumps(trust))["Role"][
-                "Arn"
-            ]
-        )
+        }
+        role = self.iam.create_role(RoleName=f"labelflow-{name}", AssumeRolePolicyDocument=json.dumps(trust))
+        return str(role["Role"]["Arn"])
 
     def _refs(self) -> dict[str, str]:
         refs = {

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from labelflow.layout import RunLayout
 from labelflow.models.run import RunManifest
@@ -60,8 +61,6 @@ def stage_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
 
 def object_created_event(cloud: LocalCloud, key: str, put: dict[str, Any], size: int) -> dict[str, Any]:
     """The EventBridge event S3 would send for this PutObject (keys arrive form-encoded)."""
-    from urllib.parse import quote_plus
-
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "version": "0",

@@ -13,6 +13,8 @@ from typing import Any
 from labelflow_local.template import FunctionDef
 
 Handler = Callable[[Any, Any], Any]
+# Sees every call before the handler: (function, event). Raising FunctionError fails the call as Lambda would.
+Interceptor = Callable[["FunctionDef", Any], None]
 
 
 @dataclass
@@ -55,6 +57,11 @@ class FunctionRegistry:
         self._arn_prefix = f"arn:aws:lambda:{region}:{account}:function:"
         self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
+        self._interceptors: list[Interceptor] = []
+
+    def intercept(self, interceptor: Interceptor) -> None:
+        """Call `interceptor` before every invocation: to record events, or to inject failures in tests."""
+        self._interceptors.append(interceptor)
 
     def arn(self, name: str) -> str:
         return f"{self._arn_prefix}labelflow-{name.replace('_', '-')}"
@@ -92,6 +99,8 @@ class FunctionRegistry:
     def invoke(self, reference: str, event: Any) -> Any:
         """Call the handler; a raised exception comes back as FunctionError with Lambda's error payload."""
         definition = self.resolve(reference)
+        for interceptor in self._interceptors:
+            interceptor(definition, event)
         handler = self.handler(definition)
         context = LocalContext(
             function_name=f"labelflow-{definition.name}", invoked_function_arn=self.arn(definition.name)

@@ -14,6 +14,7 @@ from labelflow_local.cloud import LocalCloud, local_cloud
 from labelflow_local.demo import DEMO_MODEL, DEMO_SPEC, land, run_id_of
 from labelflow_local.functions import FunctionError, error_payload
 from labelflow_local.review import SimulatedWorkers
+from labelflow_local.template import FunctionDef
 from tests.conftest import EVENTS
 
 SAMPLE = EVENTS / "fixtures/labelflow-demo/raw/reviews/sample.csv"
@@ -24,16 +25,14 @@ pytestmark = pytest.mark.e2e
 def fail(cloud: LocalCloud, function: str, error: Exception, times: int) -> list[int]:
     """Make `function` raise `error` on its first `times` calls; returns the call counter."""
     calls = [0]
-    original = cloud.functions.invoke
 
-    def invoke(reference: str, event: Any) -> Any:
-        if cloud.functions.resolve(reference).name == function:
+    def failing(called: FunctionDef, event: Any) -> None:
+        if called.name == function:
             calls[0] += 1
             if calls[0] <= times:
                 raise FunctionError(error_payload(error))
-        return original(reference, event)
 
-    cloud.functions.invoke = invoke  # type: ignore[method-assign]
+    cloud.functions.intercept(failing)
     return calls
 
 

@@ -13,6 +13,7 @@ from labelflow.aws import error_code, raise_if_retryable
 from labelflow.errors import ManifestError
 
 if TYPE_CHECKING:
+    from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
 
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -51,16 +52,20 @@ def exists(client: S3Client, bucket: str, key: str) -> bool:
     return True
 
 
-def get_bytes(client: S3Client, bucket: str, key: str, version_id: str | None = None) -> bytes:
+def _open(client: S3Client, bucket: str, key: str, version_id: str | None = None) -> StreamingBody:
+    """The object's body stream; ManifestError when it is missing, RetryableAwsError when throttled."""
     extra = {"VersionId": version_id} if version_id else {}
     try:
-        body: bytes = client.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()  # type: ignore[arg-type]
+        return client.get_object(Bucket=bucket, Key=key, **extra)["Body"]  # type: ignore[arg-type]
     except ClientError as exc:
         if error_code(exc) in _NOT_FOUND:
             raise ManifestError(f"missing object s3://{bucket}/{key}") from exc
         raise_if_retryable(exc, f"get s3://{bucket}/{key}")
         raise
-    return body
+
+
+def get_bytes(client: S3Client, bucket: str, key: str, version_id: str | None = None) -> bytes:
+    return _open(client, bucket, key, version_id).read()
 
 
 def get_json(client: S3Client, bucket: str, key: str) -> Any:
@@ -72,14 +77,7 @@ def get_json(client: S3Client, bucket: str, key: str) -> Any:
 
 def iter_jsonl(client: S3Client, bucket: str, key: str) -> Iterator[dict[str, Any]]:
     """Yield one parsed object per non-empty line, streaming the body."""
-    try:
-        body = client.get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as exc:
-        if error_code(exc) in _NOT_FOUND:
-            raise ManifestError(f"missing object s3://{bucket}/{key}") from exc
-        raise_if_retryable(exc, f"get s3://{bucket}/{key}")
-        raise
-    for number, line in enumerate(body.iter_lines(), start=1):
+    for number, line in enumerate(_open(client, bucket, key).iter_lines(), start=1):
         if not line.strip():
             continue
         try:
