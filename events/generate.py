@@ -50,14 +50,7 @@ def main() -> None:
         data.write_bytes(sample_csv())
         truth = read_labels(DEMO_TRUTH)
         with local_cloud(SimulatedWorkers(truth), Path(tmp) / "fs") as cloud:
-            original = cloud.functions.invoke
-
-            def recording(reference: str, event: Any) -> Any:
-                name = cloud.functions.resolve(reference).name
-                recorded.setdefault(name, copy.deepcopy(event))
-                return original(reference, event)
-
-            cloud.functions.invoke = recording  # type: ignore[method-assign]
+            cloud.functions.intercept(lambda function, event: recorded.setdefault(function.name, copy.deepcopy(event)))
             described = cloud.wait(land(cloud, data, spec, spec_body, DEMO_MODEL))
             if described["status"] != "SUCCEEDED":
                 raise SystemExit(f"sample run ended {described['status']}")
