@@ -15,5 +15,8 @@ from labelflow.observability import logger, metrics
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     manifest = finalize_run(FinalizeInput.model_validate(event), aws.s3(), aws.events())
+    logger.info(
+        "run finished", extra={"status": manifest.status, "error": manifest.error.error if manifest.error else None}
+    )
     metrics.add_metric(name=f"Runs{manifest.status.capitalize()}", unit=MetricUnit.Count, value=1)
     return manifest.model_dump(mode="json")

@@ -19,5 +19,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> list[dict[s
     response = consolidation_response(
         items, request.label_categories or [], request.label_attribute_name, request.labeling_job_arn
     )
+    logger.info("annotations consolidated", extra={"objects": len(items), "consolidated": len(response)})
     metrics.add_metric(name="ObjectsConsolidated", unit=MetricUnit.Count, value=len(response))
     return response

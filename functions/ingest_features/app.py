@@ -18,6 +18,7 @@ settings = load_settings(IngestSettings)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = ingest_features(WorkflowState.model_validate(event), aws.s3(), aws.featurestore(), settings.max_workers)
+    logger.info("features ingested", extra={"ingested": result.ingested, "failed": result.failed})
     metrics.add_metric(name="RecordsIngested", unit=MetricUnit.Count, value=result.ingested)
     metrics.add_metric(name="RecordsIngestFailed", unit=MetricUnit.Count, value=result.failed)
     return result.model_dump(mode="json")

@@ -15,6 +15,7 @@ from labelflow.observability import RUN_ID_PATH, logger, metrics
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     merged = merge_labels(WorkflowState.model_validate(event), aws.s3())
+    logger.info("labels merged", extra={"model": merged.model, "human": merged.human, "unlabeled": merged.unlabeled})
     metrics.add_metric(name="RecordsLabeled", unit=MetricUnit.Count, value=merged.labeled)
     metrics.add_metric(name="RecordsUnlabeled", unit=MetricUnit.Count, value=merged.unlabeled)
     return merged.model_dump(mode="json")

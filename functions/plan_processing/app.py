@@ -18,5 +18,8 @@ settings = load_settings(PlanSettings)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     plan = plan_processing(WorkflowState.model_validate(event), aws.s3(), settings)
+    logger.info(
+        "processing planned", extra={"cache_hit": plan.cache_hit, "job": plan.processing_job["ProcessingJobName"]}
+    )
     metrics.add_metric(name="ProcessingCacheHits", unit=MetricUnit.Count, value=int(plan.cache_hit))
     return plan.model_dump(mode="json")

@@ -18,6 +18,7 @@ settings = load_settings(RouteSettings)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     routing = route_by_confidence(WorkflowState.model_validate(event), aws.s3(), settings.confidence_threshold)
+    logger.info("records routed", extra={"auto_labeled": routing.auto_labeled, "to_review": routing.to_review})
     metrics.add_metric(name="RecordsAutoLabeled", unit=MetricUnit.Count, value=routing.auto_labeled)
     metrics.add_metric(name="RecordsSentToReview", unit=MetricUnit.Count, value=routing.to_review)
     return routing.model_dump(mode="json")

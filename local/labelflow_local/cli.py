@@ -40,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers_per_task=args.workers,
         reviewers=_reviewers(args),
+        log_level=args.log_level,
     )
     print(demo.report_json(report) if args.json else demo.summary(report))
     return 0 if report.execution_status == "SUCCEEDED" else 1
@@ -119,6 +120,12 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--reviewer", choices=("simulated", "terminal"), default="simulated", help="who reviews")
         command.add_argument("--answers", type=Path, help="answers file as reviewer (CSV record_id,label or JSON)")
         command.add_argument("--json", action="store_true", help="print the report as JSON")
+        command.add_argument(
+            "--log-level",
+            default="WARNING",
+            choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+            help="function logs (stderr)",
+        )
 
     demo = commands.add_parser("demo", help="run the whole workflow locally on the bundled reviews dataset")
     local_options(demo)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,7 +81,7 @@ class LocalCloud:
         return {name: r for name, r in self.template.get("Resources", {}).items() if r.get("Type") == kind}
 
     def _function_arn(self, logical_id: str) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:labelflow-{snake_case(logical_id).replace('_', '-')}"
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FunctionRegistry.function_name(snake_case(logical_id))}"
 
     def _role(self, name: str) -> str:
         trust = {
@@ -184,8 +186,29 @@ class LocalCloud:
         return destination / self.bucket / prefix
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is when a line is logged (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def route_function_logs(level: str) -> None:
+    """Functions log JSON to stdout, as in Lambda; locally stdout is the user's report, so logs go to stderr."""
+    from labelflow.observability import logger
+
+    logger.setLevel(level)
+    if isinstance(logger.logger_handler, logging.StreamHandler):
+        logger.logger_handler.stream = _CurrentStderr()
+
+
 @contextmanager
-def local_cloud(workers: WorkerAnswers, store_root: Path, bucket: str = BUCKET) -> Iterator[LocalCloud]:
+def local_cloud(
+    workers: WorkerAnswers, store_root: Path, bucket: str = BUCKET, log_level: str = "WARNING"
+) -> Iterator[LocalCloud]:
     """Fake credentials, moto with the ASL interpreter on, template environments set; all undone on exit."""
     saved = dict(os.environ)
     os.environ.update(_FAKE_CREDENTIALS)
@@ -198,6 +221,8 @@ def local_cloud(workers: WorkerAnswers, store_root: Path, bucket: str = BUCKET) 
         aws.reset_clients()
         cloud = LocalCloud(workers, store_root, bucket)
         os.environ.update(cloud.functions.merged_environment())
+        os.environ["POWERTOOLS_LOG_LEVEL"] = log_level
+        route_function_logs(log_level)
         cloud.start()
         yield cloud
     finally:

@@ -119,6 +119,7 @@ def run_local(
     seed: int = 7,
     workers_per_task: int | None = None,
     reviewers: WorkerAnswers | None = None,
+    log_level: str = "WARNING",
 ) -> RunReport:
     """Run one file through the whole workflow.
 
@@ -131,7 +132,7 @@ def run_local(
     workers = reviewers or SimulatedWorkers(
         known, accuracy=worker_accuracy, seed=seed, workers_per_task=workers_per_task
     )
-    with local_cloud(workers, workdir / "feature-store") as cloud:
+    with local_cloud(workers, workdir / "feature-store", log_level=log_level) as cloud:
         execution_arn = land(cloud, data, spec, spec_body, model)
         described = cloud.wait(execution_arn)
         history = cloud.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]

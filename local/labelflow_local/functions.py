@@ -63,8 +63,12 @@ class FunctionRegistry:
         """Call `interceptor` before every invocation: to record events, or to inject failures in tests."""
         self._interceptors.append(interceptor)
 
+    @staticmethod
+    def function_name(name: str) -> str:
+        return f"labelflow-{name.replace('_', '-')}"
+
     def arn(self, name: str) -> str:
-        return f"{self._arn_prefix}labelflow-{name.replace('_', '-')}"
+        return f"{self._arn_prefix}{self.function_name(name)}"
 
     def resolve(self, reference: str) -> FunctionDef:
         """A folder name, a logical id, or a local function ARN (with or without a qualifier)."""
@@ -103,7 +107,7 @@ class FunctionRegistry:
             interceptor(definition, event)
         handler = self.handler(definition)
         context = LocalContext(
-            function_name=f"labelflow-{definition.name}", invoked_function_arn=self.arn(definition.name)
+            function_name=self.function_name(definition.name), invoked_function_arn=self.arn(definition.name)
         )
         try:
             return handler(event, context)

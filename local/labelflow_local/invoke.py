@@ -37,7 +37,12 @@ def seed(cloud: LocalCloud, fixtures: Path = FIXTURES) -> int:
     return count
 
 
-def invoke(function: str, event: Any) -> Any:
-    with TemporaryDirectory(prefix="labelflow-invoke-") as tmp, local_cloud(SimulatedWorkers({}), Path(tmp)) as cloud:
+def invoke(function: str, event: Any, log_level: str = "INFO") -> Any:
+    """The handler's response; its logs go to stderr, as `sam local invoke` shows them."""
+    workers = SimulatedWorkers({})
+    with (
+        TemporaryDirectory(prefix="labelflow-invoke-") as tmp,
+        local_cloud(workers, Path(tmp), log_level=log_level) as cloud,
+    ):
         seed(cloud)
         return cloud.invoke(function, event)

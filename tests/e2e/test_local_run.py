@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import Counter
+from contextlib import redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,8 +17,9 @@ import pytest
 from labelflow.layout import RunLayout
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import get_json
+from labelflow_local.cli import main
 from labelflow_local.cloud import local_cloud
-from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, DEMO_TRUTH, land, run_id_of, run_local
+from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, land, run_id_of
 from labelflow_local.review import SimulatedWorkers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,11 +28,35 @@ BAD = ROOT / "demo/data/bad"
 pytestmark = pytest.mark.e2e
 
 
+@dataclass
+class DemoRun:
+    """What `labelflow demo` leaves behind: its JSON report, the run's files and the feature store."""
+
+    exit_code: int
+    report: dict[str, Any]
+    exported_to: Path
+    features: dict[str, dict[str, str]]
+
+    @property
+    def execution_status(self) -> str:
+        return str(self.report["execution_status"])
+
+    @property
+    def label_accuracy(self) -> dict[str, float]:
+        return dict(self.report["label_accuracy"])
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory):
+    # The exact command the README gives first (`make demo` runs `labelflow demo`).
     workdir = tmp_path_factory.mktemp("demo")
-    report = run_local(DEMO_DATA, DEMO_SPEC, DEMO_MODEL, workdir, truth=DEMO_TRUTH)
-    return report, workdir
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(["demo", "--json", "--workdir", str(workdir)])
+    report = json.loads(out.getvalue())
+    run_dir = workdir / "s3" / "labelflow-demo" / "runs" / "reviews" / report["run"]["run_id"]
+    features = json.loads((workdir / "feature-store/online/labelflow-reviews.json").read_text())
+    return DemoRun(code, report, run_dir, features), workdir
 
 
 def test_every_input_record_reaches_the_feature_store_exactly_once(demo_run) -> None:
@@ -39,7 +68,7 @@ def test_every_input_record_reaches_the_feature_store_exactly_once(demo_run) -> 
     files = sorted((workdir / "feature-store").rglob("*.parquet"))
     written = Counter(record_id for path in files for record_id in pq.read_table(path).column("record_id").to_pylist())
     # Then each input record was written once, and the online store holds each of them
-    assert report.execution_status == "SUCCEEDED"
+    assert report.exit_code == 0 and report.execution_status == "SUCCEEDED"
     assert set(written) == set(input_ids) and set(written.values()) == {1}
     assert set(report.features) == set(input_ids)
 

@@ -55,6 +55,8 @@ def test_run_local_then_query_the_feature_store(tmp_path: Path, capsys: pytest.C
 
 
 def test_run_without_local_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given `labelflow run` without --local (it never talks to AWS by itself)
+    # When it runs / Then it refuses and says how to run on AWS instead
     assert main(["run", str(SAMPLE), "--spec", "x.json"]) == 2
     assert "--local" in capsys.readouterr().err
 
