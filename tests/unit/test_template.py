@@ -10,46 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from labelflow.models.spec import LABEL_FEATURES, DatasetSpec, output_features
+from labelflow_local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
 ASL = ROOT / "state_machines" / "labeling.asl.json"
 SAMCONFIG = ROOT / "samconfig.toml"
 
 RESERVED_FEATURE_NAMES = {"is_deleted", "write_time", "api_invocation_time"}
-
-
-# --------------------------------------------------------------------------- loader
-class CfnLoader(yaml.SafeLoader):
-    """A SafeLoader that turns CloudFormation short tags (!Ref, !GetAtt, !Sub, ...) into their long form."""
-
-
-def _construct_cfn_tag(loader: CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        resource, attribute = value.split(".", 1)
-        return {"Fn::GetAtt": [resource, attribute]}
-    return {f"Fn::{tag_suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _construct_cfn_tag)  # type: ignore[no-untyped-call]
-
-
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        document = yaml.load(handle, Loader=CfnLoader)  # noqa: S506 - a SafeLoader subclass
-    assert isinstance(document, dict), f"{path} is not a YAML mapping"
-    return document
 
 
 # -------------------------------------------------------------------------- helpers
@@ -377,3 +346,17 @@ def test_samconfig_deploys_the_labelflow_stack() -> None:
     assert deploy["capabilities"] == "CAPABILITY_IAM"
     assert deploy["confirm_changeset"] is True
     assert deploy["resolve_s3"] is True
+
+
+def test_demo_feature_group_matches_what_the_demo_spec_produces(resources: dict[str, Any]) -> None:
+    # Given the feature group template.yaml declares and the demo dataset spec
+    group = resources["ReviewsFeatureGroup"]["Properties"]
+    spec = DatasetSpec.model_validate_json((ROOT / "demo/datasets/reviews.json").read_text())
+    # When we list what ingestion writes: ids, the processed features, then labelflow's label columns
+    label_types = {"label": "String", "label_source": "String", "label_confidence": "Fractional", "run_id": "String"}
+    expected = [("record_id", "String"), ("event_time", "String"), *output_features(spec)]
+    expected += [(name, label_types[name]) for name in LABEL_FEATURES]
+    # Then the declared group has exactly those features, with those types, under the spec's name
+    declared = [(d["FeatureName"], d["FeatureType"]) for d in group["FeatureDefinitions"]]
+    assert declared == expected
+    assert group["FeatureGroupName"] == spec.feature_group_name
