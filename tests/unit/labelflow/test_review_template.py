@@ -1,0 +1,27 @@
+"""review/template.liquid.html: what reviewers see; every value from the data must be HTML-escaped."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+from labelflow.review.tasks import CLASSIFIER_NAME
+
+TEMPLATE = resources.files("labelflow.review").joinpath("template.liquid.html").read_text()
+
+
+def test_every_liquid_output_is_escaped() -> None:
+    # Given the reviewer UI template
+    outputs = re.findall(r"{{(.*?)}}", TEMPLATE, flags=re.S)
+    # Then every value it prints ends in the escape filter (record text is untrusted input)
+    assert outputs, "the template prints nothing"
+    unescaped = [o.strip() for o in outputs if not re.search(r"\|\s*escape\s*$", o.strip())]
+    assert not unescaped, f"unescaped outputs: {unescaped}"
+    assert "skip_autoescape" not in TEMPLATE
+
+
+def test_the_classifier_name_is_the_one_consolidation_reads() -> None:
+    # Given the crowd-classifier in the template and the name consolidation looks answers up by
+    # Then they agree, or every worker answer would be dropped as invalid
+    assert f'name="{CLASSIFIER_NAME}"' in TEMPLATE
+    assert "<crowd-form>" in TEMPLATE and "crowd-html-elements.js" in TEMPLATE
