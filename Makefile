@@ -33,9 +33,14 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# asl-validator checks the state machine file against the Amazon States Language schema and its
+# transitions; cfn-lint does not look inside a DefinitionUri file.
+ASL_VALIDATOR := npx --yes asl-validator@4.0.0
+
 template: venv
 	$(SAM) validate --lint
 	$(BIN)/cfn-lint template.yaml
+	$(ASL_VALIDATOR) --json-path state_machines/labeling.asl.json
 	$(SAM) build
 
 test: lint template
