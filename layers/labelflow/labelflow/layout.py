@@ -62,6 +62,9 @@ class RunLayout:
     def input_key(self, filename: str) -> str:
         return f"{self.prefix}input/data/{filename}"
 
+    def model_key(self, filename: str) -> str:
+        return f"{self.prefix}input/model/{filename}"
+
     @property
     def spec_key(self) -> str:
         return f"{self.prefix}input/spec/spec.json"

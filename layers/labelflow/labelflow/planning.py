@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
@@ -36,16 +36,38 @@ def load_processing_code(s3: S3Client, bucket: str) -> ProcessingCode:
         raise ConfigError(f"s3://{bucket}/{PROCESSING_CODE_POINTER} is malformed: {exc.error_count()} errors") from exc
 
 
-def model_version(s3: S3Client, spec: DatasetSpec) -> str | None:
-    """The model artifact's etag, so a new model invalidates the cache; ConfigError when it is missing."""
+class FrozenObject(NamedTuple):
+    """One exact version of an object the run reads."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str
+
+
+def model_artifact(s3: S3Client, spec: DatasetSpec) -> FrozenObject | None:
+    """The model's current version, so a new model invalidates the cache; ConfigError when it is missing."""
     if spec.model is None:
         return None
     location = S3Location.parse(spec.model.s3_uri)
     try:
-        return s3.head_object(Bucket=location.bucket, Key=location.key)["ETag"].strip('"')
+        head = s3.head_object(Bucket=location.bucket, Key=location.key)
     except ClientError as exc:
         raise_if_retryable(exc, f"head {spec.model.s3_uri}")
         raise ConfigError(f"model artifact {spec.model.s3_uri} is not readable") from exc
+    return FrozenObject(location.bucket, location.key, head.get("VersionId"), head["ETag"].strip('"'))
+
+
+def freeze(s3: S3Client, source: FrozenObject, bucket: str, target_key: str) -> None:
+    """Copy exactly this version under the run prefix: jobs read the copy, never the mutable key."""
+    copy_source: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
+    if source.version_id and source.version_id != "null":
+        copy_source["VersionId"] = source.version_id
+    try:
+        s3.copy_object(Bucket=bucket, Key=target_key, CopySource=copy_source)  # type: ignore[arg-type]
+    except ClientError as exc:
+        raise_if_retryable(exc, f"copy s3://{source.bucket}/{source.key}")
+        raise
 
 
 def cache_key(run: WorkflowState, code_sha256: str, spec: DatasetSpec, model_etag: str | None) -> str:
@@ -104,7 +126,7 @@ def processing_job_request(
         s3_input("code", code.s3_prefix),
     ]
     if spec.model is not None:
-        inputs.append(s3_input("model", spec.model.s3_uri))
+        inputs.append(s3_input("model", uri(run.bucket, layout.model_key(""))))
     return {
         "ProcessingJobName": job_name("lf", run.dataset, run.run_id, key[:8]),
         "AppSpecification": {
@@ -143,21 +165,16 @@ def plan_processing(run: WorkflowState, s3: S3Client, settings: PlanSettings) ->
     spec, _ = load_dataset_spec(s3, run.bucket, run.dataset)
     probe_input(s3, run.bucket, run.key, run.version_id, spec)
     code = load_processing_code(s3, run.bucket)
-    key = cache_key(run, code.sha256, spec, model_version(s3, spec))
+    model = model_artifact(s3, spec)
+    key = cache_key(run, code.sha256, spec, model.etag if model else None)
     processed_prefix = layout.processed_prefix(key)
     cache_hit = exists(s3, run.bucket, processed_prefix + PROCESSED_STATS)
 
     filename = run.key.rsplit("/", 1)[-1]
     if not cache_hit:
-        # Processing reads an immutable copy of exactly this version, never the mutable raw key.
-        source: dict[str, str] = {"Bucket": run.bucket, "Key": run.key}
-        if run.version_id:
-            source["VersionId"] = run.version_id
-        try:
-            s3.copy_object(Bucket=run.bucket, Key=layout.input_key(filename), CopySource=source)  # type: ignore[arg-type]
-        except ClientError as exc:
-            raise_if_retryable(exc, f"copy s3://{run.bucket}/{run.key}")
-            raise
+        freeze(s3, FrozenObject(run.bucket, run.key, run.version_id, run.etag), run.bucket, layout.input_key(filename))
+        if model is not None:
+            freeze(s3, model, run.bucket, layout.model_key(model.key.rsplit("/", 1)[-1]))
     spec_uri = put_json(s3, run.bucket, layout.spec_key, spec)
     processed_uri = uri(run.bucket, processed_prefix)
     return PlanOutput(

@@ -23,7 +23,22 @@ def test_plans_a_processing_job_on_a_frozen_copy_of_the_input(cloud) -> None:
     raw = cloud.s3.get_object(Bucket=cloud.bucket, Key=event["key"])["Body"].read()
     assert cloud.s3.get_object(Bucket=copy.bucket, Key=copy.key)["Body"].read() == raw
     assert all(i["S3Input"]["LocalPath"].startswith("/opt/ml/processing/") for i in job["ProcessingInputs"])
-    assert {i["InputName"] for i in job["ProcessingInputs"]} == {"data", "spec", "code", "model"}
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in job["ProcessingInputs"]}
+    assert set(inputs) == {"data", "spec", "code", "model"}
+    # And the model is frozen too: the job reads this version's copy, not the mutable config/ key
+    assert inputs["model"].startswith(plan["run_prefix"] + "input/model/")
+    frozen = S3Location.parse(inputs["model"] + "sentiment.json")
+    model = cloud.s3.get_object(Bucket=cloud.bucket, Key="config/models/sentiment.json")["Body"].read()
+    assert cloud.s3.get_object(Bucket=frozen.bucket, Key=frozen.key)["Body"].read() == model
+
+
+def test_a_new_model_version_is_a_new_cache_key(cloud) -> None:
+    # Given a plan, then a new model uploaded over the same key
+    event = load_event("plan_processing.json")
+    first = cloud.invoke("plan_processing", event)
+    cloud.s3.put_object(Bucket=cloud.bucket, Key="config/models/sentiment.json", Body=b'{"retrained": true}')
+    # When the same input is planned again / Then the processed outputs would not be reused
+    assert cloud.invoke("plan_processing", event)["cache_key"] != first["cache_key"]
 
 
 def test_finished_outputs_for_the_same_cache_key_are_reused(cloud) -> None:
