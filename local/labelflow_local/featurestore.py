@@ -8,6 +8,7 @@ Calls are intercepted at botocore's `before-call` event, so the real handlers' c
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 from collections import defaultdict
@@ -31,12 +32,24 @@ class FeatureGroup:
     created_epoch: int
 
 
-def _event_time(value: str) -> datetime:
-    return datetime.strptime(value.replace(".000Z", "Z")[:20], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 class ValidationError(Exception):
     pass
+
+
+# Feature Store's EventTime formats: yyyy-MM-dd'T'HH:mm:ssZ and yyyy-MM-dd'T'HH:mm:ss.SSSZ (a String
+# feature), or Unix epoch seconds (a Fractional feature).
+_EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")
+
+
+def _event_time(value: str, kind: str = "String", feature: str = "event time") -> datetime:
+    try:
+        if kind == "Fractional":
+            return datetime.fromtimestamp(float(value), UTC)
+        if _EVENT_TIME.match(value):
+            return datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    raise ValidationError(f"{feature}={value!r} is not yyyy-MM-ddTHH:mm:ss[.SSS]Z or epoch seconds")
 
 
 class LocalFeatureStore:
@@ -72,12 +85,13 @@ class LocalFeatureStore:
                     float(value)
             except ValueError as exc:
                 raise ValidationError(f"{name}={value!r} is not {kind}") from exc
-        event_time = _event_time(values[group.event_time])
+        kind = group.features[group.event_time]
+        event_time = _event_time(values[group.event_time], kind, group.event_time)
         now = datetime.now(UTC)
         with self._lock:
             current = self._online[group_name].get(values[group.record_id])
             # An older event time goes to the offline store only, as in Feature Store.
-            if current is None or _event_time(current[group.event_time]) <= event_time:
+            if current is None or _event_time(current[group.event_time], kind) <= event_time:
                 self._online[group_name][values[group.record_id]] = values
             self._offline[group_name].append(
                 {**values, "api_invocation_time": now, "write_time": now, "is_deleted": False}
@@ -110,7 +124,8 @@ class LocalFeatureStore:
                 if not rows:
                     continue
                 table = pa.Table.from_pylist([self._typed(group, row) for row in rows])
-                hours = [_event_time(row[group.event_time]) for row in rows]
+                kind = group.features[group.event_time]
+                hours = [_event_time(row[group.event_time], kind) for row in rows]
                 for part, fmt in (("year", "%Y"), ("month", "%m"), ("day", "%d"), ("hour", "%H")):
                     table = table.append_column(part, pa.array([hour.strftime(fmt) for hour in hours]))
                 data = (
@@ -118,17 +133,19 @@ class LocalFeatureStore:
                     / f"{self._account}/sagemaker/{self._region}/offline-store/{name}-{group.created_epoch}/data"
                 )
                 # One pass in Arrow's writer: a file per hour partition, as the offline store lays them out.
+                # Every flush names its files with a fresh prefix, so earlier flushes are never overwritten.
+                batch = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}_{secrets.token_hex(8)}"
                 ds.write_dataset(
                     table,
                     data,
                     format="parquet",
                     partitioning=["year", "month", "day", "hour"],
                     partitioning_flavor="hive",
-                    basename_template=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}_{secrets.token_hex(8)}-{{i}}.parquet",
+                    basename_template=f"{batch}-{{i}}.parquet",
                     existing_data_behavior="overwrite_or_ignore",
                     max_partitions=100_000,
                 )
-                written += sorted(data.rglob("*.parquet"))
+                written += sorted(data.rglob(f"{batch}-*.parquet"))
         return written
 
     @staticmethod

@@ -63,7 +63,9 @@ class Resolver:
     def __init__(self, template: dict[str, Any], refs: dict[str, str], attributes: dict[str, str]) -> None:
         self._refs = dict(refs)
         for name, parameter in template.get("Parameters", {}).items():
-            self._refs.setdefault(name, str(parameter.get("Default", "")))
+            # A parameter without a default has no local value: referencing it is an error, not "".
+            if "Default" in parameter:
+                self._refs.setdefault(name, str(parameter["Default"]))
         self._attributes = attributes
 
     def resolve(self, value: Any) -> str:
@@ -77,7 +79,12 @@ class Resolver:
                 resource, attribute = argument if isinstance(argument, list) else str(argument).split(".", 1)
                 return self._lookup(self._attributes, f"{resource}.{attribute}")
             if kind == "Fn::Sub" and isinstance(argument, str):
-                return re.sub(r"\$\{([^}!]+)\}", lambda m: self._sub(m.group(1)), argument)
+                # ${Name} and ${Resource.Attr} are substituted; ${!Literal} renders as ${Literal}.
+                return re.sub(
+                    r"\$\{(!?)([^}]+)\}",
+                    lambda m: "${" + m.group(2) + "}" if m.group(1) else self._sub(m.group(2)),
+                    argument,
+                )
         raise ValueError(f"local mode cannot resolve {value!r} from template.yaml")
 
     def resolve_deep(self, value: Any) -> Any:

@@ -1,0 +1,256 @@
+"""Local SageMaker Processing: S3 prefix download/upload and running a script on an /opt/ml-shaped tree."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labelflow_local.processing import LocalProcessing, download_prefix, upload_tree
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+# A stand-in for the processing script: every path arrives as an argument, as the real one's do.
+SCRIPT = """\
+import argparse, json, os, sys, time
+from pathlib import Path
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--input-dir", type=Path)
+parser.add_argument("--output-dir", type=Path)
+parser.add_argument("--config", type=Path)
+parser.add_argument("--resources", type=Path)
+parser.add_argument("--message-file", type=Path)
+parser.add_argument("--mode", default="ok")
+args = parser.parse_args()
+
+# Written before any failure, to show that a failed job uploads nothing.
+args.output_dir.mkdir(parents=True, exist_ok=True)
+(args.output_dir / "partial.txt").write_text("half done")
+if args.mode == "message":
+    args.message_file.parent.mkdir(parents=True, exist_ok=True)
+    args.message_file.write_text("  spec.json: column 'text' is missing  \\n")
+    sys.exit(2)
+if args.mode == "crash":
+    print("warming up", file=sys.stderr)
+    print("ValueError: bad row 7", file=sys.stderr)
+    sys.exit(1)
+if args.mode == "slow":
+    time.sleep(5)
+
+inputs = sorted(p.relative_to(args.input_dir).as_posix() for p in args.input_dir.rglob("*") if p.is_file())
+total = sum(int(line) for p in args.input_dir.rglob("*.txt") for line in p.read_text().split())
+result = {
+    "inputs": inputs,
+    "total": total,
+    "greeting": os.environ.get("GREETING"),
+    "executable": sys.executable,
+    "argv": sys.argv,
+    "job_name": json.loads(args.config.read_text())["ProcessingJobName"],
+    "host": json.loads(args.resources.read_text())["current_host"],
+}
+(args.output_dir / "result.json").write_text(json.dumps(result))
+(args.output_dir / "config").mkdir()
+for config in (args.config, args.resources):
+    (args.output_dir / "config" / config.name).write_bytes(config.read_bytes())
+(args.output_dir / "nested" / "deeper").mkdir(parents=True)
+(args.output_dir / "nested" / "deeper" / "done.txt").write_text("done")
+"""
+
+
+def put(s3: Any, bucket: str, key: str, body: str = "") -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+
+
+def keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    return sorted(item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
+
+
+def read(s3: Any, bucket: str, key: str) -> bytes:
+    body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def request(bucket: str, mode: str = "ok", max_runtime: int = 60) -> dict[str, Any]:
+    return {
+        "ProcessingJobName": "Labelflow-Job-1",
+        "ProcessingInputs": [
+            {
+                "InputName": "code",
+                "S3Input": {"S3Uri": f"s3://{bucket}/code/", "LocalPath": "/opt/ml/processing/input/code"},
+            },
+            {
+                "InputName": "data",
+                "S3Input": {"S3Uri": f"s3://{bucket}/runs/r1/input/", "LocalPath": "/opt/ml/processing/input/data"},
+            },
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "result",
+                    "S3Output": {"S3Uri": f"s3://{bucket}/runs/r1/output", "LocalPath": "/opt/ml/processing/output"},
+                }
+            ]
+        },
+        "AppSpecification": {
+            "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
+            "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/script.py"],
+            "ContainerArguments": [
+                "--input-dir",
+                "/opt/ml/processing/input/data",
+                "--output-dir",
+                "/opt/ml/processing/output",
+                "--config",
+                "/opt/ml/config/processingjobconfig.json",
+                "--resources",
+                "/opt/ml/config/resourceconfig.json",
+                "--message-file",
+                "/opt/ml/output/message",
+                "--mode",
+                mode,
+            ],
+        },
+        "Environment": {"GREETING": "hello from the request"},
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime},
+        "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/labelflow-SageMakerExecutionRole",
+    }
+
+
+@pytest.fixture
+def staged(s3: Any, bucket: str) -> str:
+    """The script under code/ and two input files under runs/r1/input/."""
+    put(s3, bucket, "code/script.py", SCRIPT)
+    put(s3, bucket, "runs/r1/input/a.txt", "1\n2\n")
+    put(s3, bucket, "runs/r1/input/more/b.txt", "3\n")
+    return bucket
+
+
+# ------------------------------------------------------------------------------ download_prefix / upload_tree
+def test_download_prefix_keeps_paths_below_the_prefix_folder(s3: Any, bucket: str, tmp_path: Path) -> None:
+    # Given objects under runs/r1/, a folder marker, a worker-response file and an object outside the prefix
+    put(s3, bucket, "runs/r1/input/data.csv", "a,b")
+    put(s3, bucket, "runs/r1/input/nested/deep/x.json", "{}")
+    put(s3, bucket, "runs/r1/input/empty/")
+    put(s3, bucket, "runs/r1/review/worker-response/1.json", "{}")
+    put(s3, bucket, "runs/r2/input/data.csv", "other")
+    # When the prefix runs/r1/in (not a whole folder) is downloaded, skipping worker responses
+    count = download_prefix(s3, f"s3://{bucket}/runs/r1/in", tmp_path, skip="/worker-response/")
+    # Then paths are kept below the prefix's folder (runs/r1/), without the marker or skipped objects
+    files = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*") if path.is_file())
+    assert files == ["input/data.csv", "input/nested/deep/x.json"]
+    assert count == 2
+    assert (tmp_path / "input/data.csv").read_text() == "a,b"
+    assert not (tmp_path / "input/empty").exists()
+
+
+def test_download_prefix_of_a_folder_or_a_single_key(s3: Any, bucket: str, tmp_path: Path) -> None:
+    # Given two objects in a folder
+    put(s3, bucket, "runs/r1/input/data.csv", "a,b")
+    put(s3, bucket, "runs/r1/input/sub/more.csv", "c,d")
+    # When the folder, then one key, then everything except "sub", are downloaded
+    assert download_prefix(s3, f"s3://{bucket}/runs/r1/input/", tmp_path / "folder") == 2
+    assert download_prefix(s3, f"s3://{bucket}/runs/r1/input/data.csv", tmp_path / "key") == 1
+    assert download_prefix(s3, f"s3://{bucket}/runs/", tmp_path / "skip", skip="sub") == 1
+    # Then a folder's contents land directly in the destination, as does a single key
+    assert (tmp_path / "folder/data.csv").read_text() == "a,b"
+    assert (tmp_path / "folder/sub/more.csv").read_text() == "c,d"
+    assert [path.name for path in (tmp_path / "key").iterdir()] == ["data.csv"]
+    assert [path.relative_to(tmp_path / "skip").as_posix() for path in (tmp_path / "skip").rglob("*.csv")] == [
+        "r1/input/data.csv"
+    ]
+
+
+def test_upload_tree_uploads_nested_files_with_relative_keys(s3: Any, bucket: str, tmp_path: Path) -> None:
+    # Given a tree of files, with an empty folder
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "top.txt").write_text("top")
+    (tmp_path / "a" / "b" / "leaf.json").write_text('{"ok": true}')
+    # When it is uploaded under a prefix without a trailing slash
+    count = upload_tree(s3, tmp_path, f"s3://{bucket}/runs/r1/output")
+    # Then every file is an object under prefix/ with its relative path as key; folders are not objects
+    assert count == 2
+    assert keys(s3, bucket, "runs/") == ["runs/r1/output/a/b/leaf.json", "runs/r1/output/top.txt"]
+    body = s3.get_object(Bucket=bucket, Key="runs/r1/output/a/b/leaf.json")["Body"].read()
+    assert json.loads(body) == {"ok": True}
+
+
+# ------------------------------------------------------------------------------------------ run()
+def test_a_successful_job_runs_on_the_remapped_tree_and_uploads_its_outputs(s3: Any, staged: str) -> None:
+    # Given the script and its inputs in S3
+    processing = LocalProcessing(s3, REGION, ACCOUNT)
+    # When the job runs
+    describe = processing.run(request(staged))
+    # Then it completed, with DescribeProcessingJob's fields
+    assert describe["ProcessingJobStatus"] == "Completed"
+    assert describe["ProcessingJobArn"] == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/labelflow-job-1"
+    assert describe["ExitMessage"] == "" and "FailureReason" not in describe
+    assert {"CreationTime", "ProcessingStartTime", "ProcessingEndTime"} <= set(describe)
+    # And the outputs, nested ones included, were uploaded under S3Output.S3Uri
+    assert keys(s3, staged, "runs/r1/output/") == [
+        "runs/r1/output/config/processingjobconfig.json",
+        "runs/r1/output/config/resourceconfig.json",
+        "runs/r1/output/nested/deeper/done.txt",
+        "runs/r1/output/partial.txt",
+        "runs/r1/output/result.json",
+    ]
+    result = json.loads(read(s3, staged, "runs/r1/output/result.json"))
+    # And the script saw its inputs, the request's environment, and SageMaker's two config files
+    assert result["inputs"] == ["a.txt", "more/b.txt"]
+    assert result["total"] == 6
+    assert result["greeting"] == "hello from the request"
+    assert result["job_name"] == "Labelflow-Job-1"
+    assert result["host"] == "algo-1"
+    config = json.loads(read(s3, staged, "runs/r1/output/config/processingjobconfig.json"))
+    assert config == json.loads(json.dumps(request(staged)))
+    resources = json.loads(read(s3, staged, "runs/r1/output/config/resourceconfig.json"))
+    assert resources == {"current_host": "algo-1", "hosts": ["algo-1"]}
+    # And "python3" became this interpreter, and /opt/ml paths were remapped to the temp tree
+    assert result["executable"] == sys.executable
+    script, *arguments = result["argv"]
+    assert script.endswith("/opt/ml/processing/input/code/script.py") and not script.startswith("/opt/ml/")
+    paths = [arg for arg in arguments if arg.startswith("/")]
+    assert len(paths) == 5 and not any(path.startswith("/opt/ml/") for path in paths)
+    assert {path.split("/opt/ml/")[0] for path in paths + [script]} == {script.split("/opt/ml/")[0]}
+    assert arguments[-2:] == ["--mode", "ok"]
+
+
+def test_a_job_that_writes_a_message_and_exits_2_fails_with_that_message(s3: Any, staged: str) -> None:
+    # Given a script that writes /opt/ml/output/message, then exits 2
+    # When the job runs
+    describe = LocalProcessing(s3, REGION, ACCOUNT).run(request(staged, mode="message"))
+    # Then it failed with the message as FailureReason and ExitMessage
+    assert describe["ProcessingJobStatus"] == "Failed"
+    assert describe["FailureReason"] == "spec.json: column 'text' is missing"
+    assert describe["ExitMessage"] == "spec.json: column 'text' is missing"
+    # And nothing was uploaded, not even the file it wrote before failing
+    assert keys(s3, staged, "runs/r1/output") == []
+
+
+def test_a_job_that_exits_1_without_a_message_fails_with_its_last_stderr_line(s3: Any, staged: str) -> None:
+    # Given a script that prints two stderr lines, then exits 1 without a message file
+    # When the job runs
+    describe = LocalProcessing(s3, REGION, ACCOUNT).run(request(staged, mode="crash"))
+    # Then FailureReason is the last stderr line, and nothing was uploaded
+    assert describe["ProcessingJobStatus"] == "Failed"
+    assert describe["FailureReason"] == "ValueError: bad row 7"
+    assert describe["ExitMessage"] == ""
+    assert keys(s3, staged, "runs/r1/output") == []
+    # And when a script exits 3 with neither a message nor stderr, FailureReason gives the exit code
+    put(s3, staged, "code/script.py", "import sys\nsys.exit(3)\n")
+    silent = LocalProcessing(s3, REGION, ACCOUNT).run(request(staged))
+    assert (silent["ProcessingJobStatus"], silent["FailureReason"]) == ("Failed", "exit code 3")
+
+
+def test_a_job_over_max_runtime_is_stopped_and_fails(s3: Any, staged: str) -> None:
+    # Given a script that sleeps 5 s, and MaxRuntimeInSeconds=1
+    # When the job runs
+    describe = LocalProcessing(s3, REGION, ACCOUNT).run(request(staged, mode="slow", max_runtime=1))
+    # Then it is stopped and failed, saying why, with nothing uploaded
+    assert describe["ProcessingJobStatus"] == "Failed"
+    assert "MaxRuntimeInSeconds" in describe["FailureReason"]
+    assert keys(s3, staged, "runs/r1/output") == []
