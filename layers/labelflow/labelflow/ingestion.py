@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import batched
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -18,6 +19,10 @@ from labelflow.s3 import S3Location, iter_jsonl, put_jsonl
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker_featurestore_runtime import SageMakerFeatureStoreRuntimeClient
+
+
+# Records in flight per worker: enough to keep the pool busy, small enough to bound memory.
+_WINDOW_PER_WORKER = 64
 
 
 def feature_record(record: LabeledRecord) -> list[dict[str, str]]:
@@ -35,9 +40,12 @@ def feature_record(record: LabeledRecord) -> list[dict[str, str]]:
 
 
 def put_all(
-    records: list[LabeledRecord], put: Callable[[LabeledRecord], None], max_workers: int
+    records: Iterable[LabeledRecord], put: Callable[[LabeledRecord], None], max_workers: int
 ) -> list[IngestFailure]:
-    """Call `put` for every record on a bounded pool; collect failures instead of stopping at the first."""
+    """Call `put` for every record on a bounded pool; collect failures instead of stopping at the first.
+
+    Records are taken a window at a time, so a large file is never held in memory whole.
+    """
 
     def attempt(record: LabeledRecord) -> IngestFailure | None:
         try:
@@ -48,8 +56,11 @@ def put_all(
             return IngestFailure(record_id=record.record_id, error=type(exc).__name__)
         return None
 
+    failures: list[IngestFailure] = []
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        return [failure for failure in pool.map(attempt, records) if failure is not None]
+        for window in batched(records, max_workers * _WINDOW_PER_WORKER):
+            failures += [failure for failure in pool.map(attempt, window) if failure is not None]
+    return failures
 
 
 def ingest_features(
@@ -58,19 +69,25 @@ def ingest_features(
     plan, merged = run.require_plan(), run.require_merge()
     group = read_run_spec(s3, plan.spec_uri).feature_group_name
     labeled = S3Location.parse(merged.labeled_uri)
-    records = [LabeledRecord.model_validate(line) for line in iter_jsonl(s3, *labeled)]
+    seen = 0
+
+    def records() -> Iterator[LabeledRecord]:
+        nonlocal seen
+        for line in iter_jsonl(s3, *labeled):
+            seen += 1
+            yield LabeledRecord.model_validate(line)
 
     def put(record: LabeledRecord) -> None:
         # botocore's adaptive retry mode already backs off on throttling and 5xx before we see an error.
         featurestore.put_record(FeatureGroupName=group, Record=feature_record(record))  # type: ignore[arg-type]
 
-    failures = put_all(records, put, max_workers)
+    failures = put_all(records(), put, max_workers)
     failures_uri = None
     if failures:
         failures_uri = put_jsonl(s3, run.bucket, RunLayout(run.dataset, run.run_id).ingest_failures_key, failures)
     return IngestOutput(
         feature_group=group,
-        ingested=len(records) - len(failures),
+        ingested=seen - len(failures),
         failed=len(failures),
         failures_uri=failures_uri,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ UI_TEMPLATE = "template.liquid.html"
 
 
 def split_by_confidence(
-    records: list[ProcessedRecord], labels: list[str], threshold: float
+    records: Iterable[ProcessedRecord], labels: list[str], threshold: float
 ) -> tuple[list[AutoLabel], list[ReviewItem]]:
     """Records whose prediction reaches the threshold are auto-labeled; the others (and unpredicted) go to review."""
     auto: list[AutoLabel] = []
@@ -78,10 +79,11 @@ def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: flo
     spec = read_run_spec(s3, plan.spec_uri)
     threshold = spec.confidence_threshold if spec.confidence_threshold is not None else default_threshold
     processed = S3Location.parse(plan.processed_uri)
-    records = [
+    # Streamed: only the small routing results are kept, never the records with their features.
+    records = (
         ProcessedRecord.model_validate(line)
         for line in iter_jsonl(s3, processed.bucket, processed.key + PROCESSED_RECORDS)
-    ]
+    )
     auto, review = split_by_confidence(records, spec.labels, threshold)
 
     layout = RunLayout(run.dataset, run.run_id)
@@ -99,7 +101,7 @@ def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: flo
         template_uri = publish_ui_template(s3, run.bucket)
         job = labeling_job_request(run, layout, spec, manifest_uri, categories_uri, template_uri)
     return RoutingOutput(
-        total=len(records),
+        total=len(auto) + len(review),
         auto_labeled=len(auto),
         to_review=len(review),
         threshold=threshold,

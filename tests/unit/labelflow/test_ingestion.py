@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
@@ -111,3 +112,29 @@ def test_put_all_with_no_records() -> None:
     # Given no records
     # When they are put / Then there are no failures and put is never called
     assert put_all([], lambda record: None, max_workers=1) == []
+
+
+def test_put_all_reads_records_a_window_at_a_time() -> None:
+    # Given 5000 records produced lazily and a pool of 2 workers (window 2 × 64)
+    produced = 0
+    done = 0
+    lock = threading.Lock()
+    ahead: list[int] = []
+
+    def records() -> Iterator[LabeledRecord]:
+        nonlocal produced
+        for n in range(5000):
+            produced += 1
+            yield labeled(f"r{n}")
+
+    def put(record: LabeledRecord) -> None:
+        nonlocal done
+        with lock:
+            ahead.append(produced - done)
+            done += 1
+
+    # When they are all put
+    failures = put_all(records(), put, max_workers=2)
+    # Then every record was put, and reading never ran more than one window ahead of writing
+    assert failures == [] and done == 5000
+    assert max(ahead) <= 2 * 64
