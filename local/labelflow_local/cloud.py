@@ -29,7 +29,6 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 BUCKET = "labelflow-demo"
 STATE_MACHINE_NAME = "labelflow"
-ASL_DIR = PROJECT_ROOT / "state_machines"
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

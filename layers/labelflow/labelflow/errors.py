@@ -19,7 +19,3 @@ class ManifestError(LabelflowError):
 
 class RetryableAwsError(LabelflowError):
     """AWS throttled or failed transiently after botocore's own retries; safe to retry the step."""
-
-
-class JobFailedError(LabelflowError):
-    """A SageMaker job ended Failed or Stopped."""

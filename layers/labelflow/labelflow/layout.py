@@ -118,5 +118,4 @@ class RunLayout:
 
 
 PROCESSED_RECORDS = "records.jsonl"
-PROCESSED_REJECTED = "rejected.jsonl"
 PROCESSED_STATS = "stats.json"

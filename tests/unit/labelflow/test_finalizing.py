@@ -93,10 +93,12 @@ def test_error_of_unwraps_a_lambda_error_payload() -> None:
 
 def test_error_of_keeps_a_plain_cause() -> None:
     # Given a caught error whose cause is plain text (e.g. a SageMaker job failure)
-    state = with_sections(full_request().state, error=StepError(error="JobFailedError", cause="job lf-x failed: OOM"))
+    state = with_sections(
+        full_request().state, error=StepError(error="States.TaskFailed", cause="job lf-x failed: OOM")
+    )
 
     # When the error is read / Then the cause is kept as is
-    assert error_of(state) == RunError(error="JobFailedError", cause="job lf-x failed: OOM")
+    assert error_of(state) == RunError(error="States.TaskFailed", cause="job lf-x failed: OOM")
 
 
 def test_error_of_keeps_json_without_an_error_message() -> None:
@@ -189,7 +191,7 @@ def test_processing_job_comes_from_the_plan_when_the_job_step_did_not_report() -
     # Given a run that failed while its processing job ran (plan present, no processing section)
     full = full_request()
     state = with_sections(full.state, processing=None, routing=None, labeling=None, merge=None, ingest=None)
-    state = with_sections(state, error=StepError(error="JobFailedError", cause="boom"))
+    state = with_sections(state, error=StepError(error="States.TaskFailed", cause="boom"))
 
     # When run.json is built / Then the planned job name is recorded, with no later counts
     manifest = build_manifest(full.model_copy(update={"state": state}), None, NOW)

@@ -34,7 +34,6 @@ class PlanOutput(_Payload):
     cache_key: str
     cache_hit: bool
     processed_uri: str
-    record_count_hint: int | None = None
     processing_job: dict[str, Any] = Field(description="CreateProcessingJob fields, SageMaker-cased")
 
 

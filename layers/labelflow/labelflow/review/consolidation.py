@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from labelflow.models.groundtruth import ConsolidationRequestItem
+from labelflow.models.groundtruth import ConsolidatedAnnotation, ConsolidationRequestItem, ConsolidationResponseItem
 from labelflow.review.tasks import CLASSIFIER_NAME
 
 _EM_ROUNDS = 20
@@ -137,24 +137,21 @@ def consolidation_response(
         result = decided.get(item.dataset_object_id)
         if result is None:
             continue
-        response.append(
-            {
-                "datasetObjectId": item.dataset_object_id,
-                "consolidatedAnnotation": {
-                    "content": {
-                        label_attribute: {"label": result.label, "votes": result.votes},
-                        f"{label_attribute}-metadata": {
-                            "class-name": result.label,
-                            "confidence": result.confidence,
-                            "human-annotated": "yes",
-                            "creation-date": created,
-                            "type": "groundtruth/custom",
-                            "job-name": job_name,
-                        },
-                    }
-                },
-            }
+        content = {
+            label_attribute: {"label": result.label, "votes": result.votes},
+            f"{label_attribute}-metadata": {
+                "class-name": result.label,
+                "confidence": result.confidence,
+                "human-annotated": "yes",
+                "creation-date": created,
+                "type": "groundtruth/custom",
+                "job-name": job_name,
+            },
+        }
+        entry = ConsolidationResponseItem(
+            dataset_object_id=item.dataset_object_id, consolidated_annotation=ConsolidatedAnnotation(content=content)
         )
+        response.append(entry.model_dump(by_alias=True))
     return response
 
 
