@@ -15,7 +15,7 @@ from labelflow.models.artifacts import ProcessingStats
 from labelflow.models.run import InputLineage, RunArtifacts, RunCounts, RunError, RunManifest, RunStatus
 from labelflow.models.state import FinalizeInput, WorkflowState
 from labelflow.observability import logger
-from labelflow.s3 import S3Location, get_json, put_json
+from labelflow.s3 import S3Location, copy_version, get_json, put_json
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -108,11 +108,8 @@ def quarantine(s3: S3Client, run: WorkflowState, error: RunError, now: datetime)
     """Copy a rejected input (this exact version) to quarantine/ with an error report; the raw object stays."""
     layout = RunLayout(run.dataset, run.run_id)
     target = layout.quarantine_key(run.key.rsplit("/", 1)[-1])
-    source: dict[str, str] = {"Bucket": run.bucket, "Key": run.key}
-    if run.version_id:
-        source["VersionId"] = run.version_id
     try:
-        s3.copy_object(Bucket=run.bucket, Key=target, CopySource=source)  # type: ignore[arg-type]
+        copy_version(s3, S3Location(run.bucket, run.key), run.version_id, S3Location(run.bucket, target))
     except ClientError:
         # The input may be gone (deleted since it landed); run.json still records why the run failed.
         logger.exception("could not quarantine the input", extra={"run_id": run.run_id, "key": run.key})

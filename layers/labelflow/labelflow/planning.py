@@ -17,7 +17,7 @@ from labelflow.models.artifacts import ProcessingCode
 from labelflow.models.settings import PlanSettings
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import PlanOutput, WorkflowState
-from labelflow.s3 import S3Location, exists, get_json, put_json, uri
+from labelflow.s3 import S3Location, copy_version, exists, get_json, put_json, uri
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,18 +56,6 @@ def model_artifact(s3: S3Client, spec: DatasetSpec) -> FrozenObject | None:
         raise_if_retryable(exc, f"head {spec.model.s3_uri}")
         raise ConfigError(f"model artifact {spec.model.s3_uri} is not readable") from exc
     return FrozenObject(location.bucket, location.key, head.get("VersionId"), head["ETag"].strip('"'))
-
-
-def freeze(s3: S3Client, source: FrozenObject, bucket: str, target_key: str) -> None:
-    """Copy exactly this version under the run prefix: jobs read the copy, never the mutable key."""
-    copy_source: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
-    if source.version_id and source.version_id != "null":
-        copy_source["VersionId"] = source.version_id
-    try:
-        s3.copy_object(Bucket=bucket, Key=target_key, CopySource=copy_source)  # type: ignore[arg-type]
-    except ClientError as exc:
-        raise_if_retryable(exc, f"copy s3://{source.bucket}/{source.key}")
-        raise
 
 
 def cache_key(run: WorkflowState, code_sha256: str, spec: DatasetSpec, model_etag: str | None) -> str:
@@ -172,9 +160,13 @@ def plan_processing(run: WorkflowState, s3: S3Client, settings: PlanSettings) ->
 
     filename = run.key.rsplit("/", 1)[-1]
     if not cache_hit:
-        freeze(s3, FrozenObject(run.bucket, run.key, run.version_id, run.etag), run.bucket, layout.input_key(filename))
+        # Jobs read copies of exactly these versions under the run prefix, never the mutable keys.
+        copy_version(
+            s3, S3Location(run.bucket, run.key), run.version_id, S3Location(run.bucket, layout.input_key(filename))
+        )
         if model is not None:
-            freeze(s3, model, run.bucket, layout.model_key(model.key.rsplit("/", 1)[-1]))
+            frozen_model = S3Location(run.bucket, layout.model_key(model.key.rsplit("/", 1)[-1]))
+            copy_version(s3, S3Location(model.bucket, model.key), model.version_id, frozen_model)
     spec_uri = put_json(s3, run.bucket, layout.spec_key, spec)
     processed_uri = uri(run.bucket, processed_prefix)
     return PlanOutput(

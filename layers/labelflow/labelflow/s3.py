@@ -86,6 +86,18 @@ def iter_jsonl(client: S3Client, bucket: str, key: str) -> Iterator[dict[str, An
             raise ManifestError(f"s3://{bucket}/{key} line {number} is not valid json") from exc
 
 
+def copy_version(client: S3Client, source: S3Location, version_id: str | None, target: S3Location) -> None:
+    """Copy exactly this version of an object; unversioned buckets report "null" or no version at all."""
+    copy_source: dict[str, str] = {"Bucket": source.bucket, "Key": source.key}
+    if version_id and version_id != "null":
+        copy_source["VersionId"] = version_id
+    try:
+        client.copy_object(Bucket=target.bucket, Key=target.key, CopySource=copy_source)  # type: ignore[arg-type]
+    except ClientError as exc:
+        raise_if_retryable(exc, f"copy {source.uri}")
+        raise
+
+
 def put_bytes(client: S3Client, bucket: str, key: str, body: bytes, content_type: str) -> str:
     try:
         client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
