@@ -39,6 +39,11 @@ def job_name(*parts: str) -> str:
     return name[:63].rstrip("-")
 
 
+def feature_group_name(prefix: str, dataset: str) -> str:
+    """A dataset's feature group, `<prefix>-<dataset>`: the prefix is the stack name, so stacks can share an account."""
+    return f"{prefix}-{dataset}"
+
+
 def dataset_spec_keys(dataset: str) -> list[str]:
     base = f"{CONFIG_DATASETS_PREFIX}{dataset}"
     return [f"{base}.json"]
