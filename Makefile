@@ -20,12 +20,14 @@ help:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements-dev.txt constraints.txt layers/labelflow/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements-dev.txt constraints.txt layers/labelflow/requirements.txt pyproject.toml processing/image.json
 	@test -n "$(PYTHON)" || { echo "python 3.12 not found: install it (pyenv install 3.12) or pass PYTHON=/path/to/python3.12"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
 	$(BIN)/pip install --quiet --no-deps -e .
+	# The processing image's Python and packages (processing/image.json), for local mode's processing step.
+	$(BIN)/python -m labelflow_local.processing_env
 	@touch $@
 
 lint: venv

@@ -26,7 +26,7 @@ DEMO_TRUTH = PROJECT_ROOT / "demo/data/reviews.labels.csv"
 NOT_EMULATED = (
     "IAM: policies are not enforced",
     "Ground Truth's work team: reviewers are local (simulated, an answers file or you)",
-    "the processing image: the script runs in a local subprocess",
+    "the processing container: the script runs in a local venv with the image's Python and packages",
     "the offline store's delay (about 15 minutes on AWS) and its Glue table",
     "X-Ray traces, CloudWatch metrics and alarms",
 )

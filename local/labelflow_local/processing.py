@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from labelflow.s3 import S3Location
+from labelflow_local.processing_env import ensure_processing_env
 
 _CONTAINER_ROOT = "/opt/ml/"
 
@@ -45,7 +45,7 @@ def upload_tree(s3: Any, source: Path, s3_uri: str) -> int:
 class LocalProcessing:
     """Runs CreateProcessingJob requests to completion and answers with DescribeProcessingJob's shape."""
 
-    def __init__(self, s3: Any, region: str, account: str, python: str = sys.executable) -> None:
+    def __init__(self, s3: Any, region: str, account: str, python: str | None = None) -> None:
         self._s3 = s3
         self._region = region
         self._account = account
@@ -80,7 +80,8 @@ class LocalProcessing:
             app = request["AppSpecification"]
             command = [local(part) for part in app.get("ContainerEntrypoint", []) + app.get("ContainerArguments", [])]
             if command and command[0] in ("python", "python3"):
-                command[0] = self._python
+                # The image's interpreter: a venv with its Python version and packages (processing/image.json).
+                command[0] = self._python or str(ensure_processing_env())
             environment = {"PATH": os.environ.get("PATH", ""), **request.get("Environment", {})}
             timeout = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 3600)
             try:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labelflow_local.processing import LocalProcessing, download_prefix, upload_tree
+from labelflow_local.processing_env import ensure_processing_env
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -97,7 +97,7 @@ def request(bucket: str, mode: str = "ok", max_runtime: int = 60) -> dict[str, A
             ]
         },
         "AppSpecification": {
-            "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
+            "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
             "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/script.py"],
             "ContainerArguments": [
                 "--input-dir",
@@ -209,8 +209,8 @@ def test_a_successful_job_runs_on_the_remapped_tree_and_uploads_its_outputs(s3: 
     assert config == json.loads(json.dumps(request(staged)))
     resources = json.loads(read(s3, staged, "runs/r1/output/config/resourceconfig.json"))
     assert resources == {"current_host": "algo-1", "hosts": ["algo-1"]}
-    # And "python3" became this interpreter, and /opt/ml paths were remapped to the temp tree
-    assert result["executable"] == sys.executable
+    # And "python3" became the processing image's interpreter (its local venv), /opt/ml paths the temp tree
+    assert result["executable"] == str(ensure_processing_env())
     script, *arguments = result["argv"]
     assert script.endswith("/opt/ml/processing/input/code/script.py") and not script.startswith("/opt/ml/")
     paths = [arg for arg in arguments if arg.startswith("/")]

@@ -267,7 +267,7 @@ def test_functions_of_the_real_template_with_globals_merged(
     with_image = {name for name, definition in found.items() if "PROCESSING_IMAGE_URI" in definition.environment}
     assert with_image == {"plan_processing"}
     plan = found["plan_processing"].environment
-    assert plan["PROCESSING_IMAGE_URI"].endswith("sagemaker-scikit-learn:1.4-2-cpu-py3")
+    assert plan["PROCESSING_IMAGE_URI"].endswith("sagemaker-scikit-learn:1.4-2-py312-cpu-py3")
     assert plan["PROCESSING_INSTANCE_COUNT"] == "1" and plan["PROCESSING_MAX_RUNTIME_SECONDS"] == "3600"
     assert found["on_object_created"].environment["STATE_MACHINE_ARN"] == STATE_MACHINE_ARN
     assert found["route_by_confidence"].environment["CONFIDENCE_THRESHOLD"] == "0.8"
