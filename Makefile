@@ -9,13 +9,14 @@ BIN := $(abspath $(VENV))/bin
 # sam build looks for python3.12 on PATH; the venv provides it.
 SAM := PATH="$(BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(BIN)/sam
 
-.PHONY: help venv lint template test test-fast demo bench events clean
+.PHONY: help venv lint template test test-fast demo demo-data bench events clean
 
 help:
 	@echo "make demo      run the whole workflow locally on the bundled dataset (no AWS account, no Docker)"
 	@echo "make test      lint, type-check, validate and build the SAM app, run every test (what CI runs)"
 	@echo "make test-fast unit and integration tests only"
 	@echo "make bench     cold-start and demo benchmarks; results in bench/RESULTS.md"
+	@echo "make demo-data regenerate the demo dataset, spec and scikit-learn model (demo/generate.py)"
 	@echo "make events    regenerate events/*.json and events/fixtures/ from a local run"
 
 venv: $(VENV)/.installed
@@ -57,6 +58,10 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/demo.py
+
+# The demo's model is pickled by the processing image's scikit-learn, so it loads in the processing step.
+demo-data: venv
+	$$($(BIN)/python -m labelflow_local.processing_env) demo/generate.py
 
 events: venv
 	$(BIN)/python events/generate.py

@@ -1,28 +1,29 @@
 """Generate the labelflow demo: product reviews, their dataset spec, a sentiment model and a few bad inputs.
 
-Everything comes from seeded random generators, so running the script twice writes byte-identical files.
-The model is a bag-of-words logistic regression fitted on a separate sample drawn with another seed, then
+Everything comes from seeded random generators, so the data files are the same on every run. The model is a
+scikit-learn pipeline (tf-idf, logistic regression) fitted on a separate sample drawn with another seed, then
 measured on the demo rows: most reviews are clear-cut and scored with high confidence, while mixed, negated
 and lukewarm ones land below the confidence threshold and go to human reviewers.
 
-Usage: python demo/generate.py [--out DIR]   (DIR defaults to the folder of this script)
+Usage: `make demo-data`, i.e. python demo/generate.py [--out DIR] with the processing image's Python and
+packages (processing/image.json), so the pickled model loads in the processing step.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
-import math
 import random
 import re
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 DATA_SEED = 20260105
 TRAIN_SEED = 7
@@ -254,7 +255,7 @@ def to_csv(rows: Sequence[dict[str, str]], columns: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
-def dataset_spec() -> dict[str, object]:
+def dataset_spec(model_sha256: str) -> dict[str, object]:
     """The DatasetSpec of the demo (validated by labelflow.models.spec.DatasetSpec)."""
     return {
         "dataset": "reviews",
@@ -280,7 +281,12 @@ def dataset_spec() -> dict[str, object]:
             },
         ],
         "labels": list(LABELS),
-        "model": {"s3_uri": "s3://labelflow-demo/config/models/sentiment.json", "text_column": "review_text"},
+        "model": {
+            "s3_uri": "s3://labelflow-demo/config/models/sentiment.joblib",
+            "text_column": "review_text",
+            "classes": list(LABELS),
+            "sha256": model_sha256,
+        },
         "confidence_threshold": THRESHOLD,
         "feature_group_name": "labelflow-reviews",
         "labeling": {"task_title": "Is this review positive or negative?", "workers_per_object": 3},
@@ -290,61 +296,28 @@ def dataset_spec() -> dict[str, object]:
 # --- the model --------------------------------------------------------------------------------------------
 
 
-def tokenize(text: str) -> list[str]:
-    """The tokenizer of processing/preprocess.py."""
-    return TOKEN_PATTERN.findall(text.lower())
+def train_model(reviews: Sequence[Review], regularisation: float = 3.0) -> Any:
+    """A scikit-learn text pipeline (tf-idf of words and word pairs, logistic regression) fit on the reviews.
 
-
-@dataclass(frozen=True)
-class BowModel:
-    """A bag-of-words softmax model, in the JSON shape processing/preprocess.py loads."""
-
-    bias: dict[str, float]
-    weights: dict[str, dict[str, float]]
-
-    def to_json(self) -> dict[str, object]:
-        """The model file's content."""
-        return {"type": "bow-softmax", "labels": list(LABELS), "bias": self.bias, "weights": self.weights}
-
-    def predict(self, text: str) -> tuple[str, float]:
-        """Score a text the way processing/preprocess.py does."""
-        tokens = tokenize(text)
-        scores = [self.bias[label] + sum(self.weights[label].get(token, 0.0) for token in tokens) for label in LABELS]
-        top = max(scores)
-        exps = [math.exp(score - top) for score in scores]
-        best = scores.index(top)
-        return LABELS[best], exps[best] / sum(exps)
-
-
-def train_model(reviews: Sequence[Review], epochs: int = 300, rate: float = 3.0, l2: float = 0.0005) -> BowModel:
-    """Fit a logistic regression on token counts by full-batch gradient descent.
-
-    The logistic weight w of a token becomes +w/2 for "positive" and -w/2 for "negative", which gives the
-    same probabilities under a two-label softmax. Weights are rounded to 4 decimals to keep the file small.
+    Run this script with the processing image's Python and scikit-learn (processing/image.json), so the
+    pickled pipeline loads where it runs: `make demo-data`.
     """
-    documents = [Counter(tokenize(review.text)) for review in reviews]
-    targets = [1.0 if review.label == "positive" else 0.0 for review in reviews]
-    vocabulary = sorted({token for document in documents for token in document})
-    weights = dict.fromkeys(vocabulary, 0.0)
-    bias = 0.0
-    size = len(documents)
-    for _ in range(epochs):
-        gradient = dict.fromkeys(vocabulary, 0.0)
-        bias_gradient = 0.0
-        for document, target in zip(documents, targets, strict=True):
-            score = bias + sum(weights[token] * count for token, count in document.items())
-            error = 1.0 / (1.0 + math.exp(-score)) - target
-            bias_gradient += error
-            for token, count in document.items():
-                gradient[token] += error * count
-        bias -= rate * bias_gradient / size
-        for token in vocabulary:
-            weights[token] -= rate * (gradient[token] / size + l2 * weights[token])
-    half = {token: round(weight / 2, 4) for token, weight in weights.items() if round(weight / 2, 4) != 0}
-    return BowModel(
-        bias={"negative": round(-bias / 2, 4), "positive": round(bias / 2, 4)},
-        weights={"negative": {token: -weight for token, weight in half.items()}, "positive": half},
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    model = make_pipeline(
+        TfidfVectorizer(token_pattern=TOKEN_PATTERN.pattern, ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+        LogisticRegression(C=regularisation, max_iter=1000),
     )
+    model.fit([review.text for review in reviews], [review.label for review in reviews])
+    return model
+
+
+def predict(model: Any, texts: Sequence[str]) -> list[tuple[str, float]]:
+    """The most probable label and its probability, as processing/scoring.py computes them."""
+    probabilities = model.predict_proba(list(texts))
+    return [(str(model.classes_[row.argmax()]), round(float(row.max()), 6)) for row in probabilities]
 
 
 @dataclass(frozen=True)
@@ -357,13 +330,12 @@ class Evaluation:
     accuracy: float
 
 
-def evaluate(model: BowModel, reviews: Sequence[Review]) -> Evaluation:
+def evaluate(model: Any, reviews: Sequence[Review]) -> Evaluation:
     """How many reviews fall below the threshold, and how accurate the model is on each side of it."""
     above: list[bool] = []
     below: list[bool] = []
-    for review in reviews:
-        label, confidence = model.predict(review.text)
-        (above if round(confidence, 6) >= THRESHOLD else below).append(label == review.label)
+    for review, (label, confidence) in zip(reviews, predict(model, [r.text for r in reviews]), strict=True):
+        (above if confidence >= THRESHOLD else below).append(label == review.label)
     return Evaluation(
         below_share=len(below) / len(reviews),
         accuracy_above=sum(above) / max(len(above), 1),
@@ -395,8 +367,13 @@ def main(argv: list[str] | None = None) -> int:
     write(out / "data" / "reviews.csv", to_csv(rows, COLUMNS))
     labels = [{"record_id": row["review_id"], "label": row["true_label"]} for row in rows]
     write(out / "data" / "reviews.labels.csv", to_csv(labels, LABEL_COLUMNS))
-    write(out / "model" / "sentiment.json", json.dumps(model.to_json(), indent=2) + "\n")
-    write(out / "datasets" / "reviews.json", json.dumps(dataset_spec(), indent=2) + "\n")
+    import joblib
+
+    model_file = out / "model" / "sentiment.joblib"
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, model_file)
+    sha256 = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    write(out / "datasets" / "reviews.json", json.dumps(dataset_spec(sha256), indent=2) + "\n")
     sample = rows[:5]
     write(out / "data" / "bad" / "missing_column.csv", to_csv(sample, [c for c in COLUMNS if c != "price"]))
     write(out / "data" / "bad" / "empty.csv", "")

@@ -1,14 +1,16 @@
 """Turn a dataset's raw CSV input into labelflow feature records.
 
-This is the entry point of the SageMaker Processing job. It runs on the stock scikit-learn image, so it uses
-the Python standard library only. The dataset spec arrives as JSON (`DatasetSpec.model_dump(mode="json")`),
-already validated by labelflow, so its shape is trusted here.
+This is the entry point of the SageMaker Processing job, on the scikit-learn processing image
+(processing/image.json): the standard library, plus scikit-learn and pandas for the dataset's model. The
+dataset spec arrives as JSON (`DatasetSpec.model_dump(mode="json")`), already validated by labelflow, so
+its shape is trusted here.
 
 The input is read twice. The first pass checks every row, reports row problems in `rejected.jsonl` and fits
 the feature transforms on the accepted rows. The second pass transforms the accepted rows, scores them with
-the optional model and writes `records.jsonl`. `stats.json` is written last, so its presence means the run
-finished. A problem with the input as a whole (no file, no data rows, unreadable text, missing columns) stops
-the job with exit code 2 and a one-line message in the SageMaker message file.
+the optional model in batches (scoring.py) and writes `records.jsonl`. `stats.json` is written last, so its
+presence means the run finished. A problem with the input as a whole (no file, no data rows, unreadable text,
+missing columns, an unusable model) stops the job with exit code 2 and a one-line message in the SageMaker
+message file.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, TextIO
 
+from scoring import ModelConfig, ModelError, Scorer, load_model
+
 EXIT_FATAL = 2
 # SageMaker keeps at most 1024 characters of the message file as the job's failure reason.
 MAX_MESSAGE_CHARS = 1000
 OUTPUT_FILES = ("records.jsonl", "rejected.jsonl", "stats.json")
-TOKEN_PATTERN = re.compile(r"[a-z0-9']+")
+# Rows scored per predict_proba call: large enough to amortise the call, small enough to bound memory.
+SCORING_BATCH = 2048
 EPOCH_PATTERN = re.compile(r"[+-]?\d+(\.\d+)?")
 
 Parsed = float | str | None
@@ -93,7 +98,7 @@ class Spec:
     display_column: str
     features: tuple[FeatureSpec, ...]
     labels: tuple[str, ...]
-    text_column: str | None
+    model: ModelConfig | None
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Spec:
@@ -104,7 +109,7 @@ class Spec:
             display_column=raw["display_column"],
             features=tuple(FeatureSpec.from_json(feature) for feature in raw["features"]),
             labels=tuple(raw["labels"]),
-            text_column=model["text_column"] if model else None,
+            model=ModelConfig.from_json(model) if model else None,
         )
 
     @property
@@ -114,8 +119,8 @@ class Spec:
         if self.event_time_column:
             columns.append(self.event_time_column)
         columns += [feature.column for feature in self.features]
-        if self.text_column:
-            columns.append(self.text_column)
+        if self.model:
+            columns += self.model.columns
         return list(dict.fromkeys(columns))
 
 
@@ -146,11 +151,6 @@ def parse_event_time(text: str) -> str:
     except (ValueError, OverflowError, OSError) as exc:
         raise ValueError(f"not a timestamp: {text!r}") from exc
     return utc.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
-
-
-def tokenize(text: str) -> list[str]:
-    """The model's tokenizer: lowercase words made of letters, digits and apostrophes."""
-    return TOKEN_PATTERN.findall(text.lower())
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -340,66 +340,6 @@ def make_feature(spec: FeatureSpec) -> Feature:
     return NumericFeature(spec) if spec.type == "numeric" else CategoricalFeature(spec)
 
 
-# --- the model --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BowModel:
-    """A bag-of-words softmax model: one bias and one weight per token for each label."""
-
-    labels: tuple[str, ...]
-    bias: dict[str, float]
-    weights: dict[str, dict[str, float]]
-
-    def predict(self, text: str) -> tuple[str, float]:
-        """The most probable label and its probability, rounded to 6 decimals."""
-        tokens = tokenize(text)
-        scores = [
-            self.bias[label] + math.fsum(self.weights[label].get(token, 0.0) for token in tokens)
-            for label in self.labels
-        ]
-        top = max(scores)
-        exps = [math.exp(score - top) for score in scores]
-        best = scores.index(top)
-        return self.labels[best], round(exps[best] / math.fsum(exps), 6)
-
-
-def _number(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise FatalInputError(f"model file is malformed: {where} is not a number")
-    return float(value)
-
-
-def load_model(model_dir: Path, spec_labels: tuple[str, ...]) -> BowModel:
-    """Load and check the single *.json model file in model_dir."""
-    files = sorted(path for path in model_dir.glob("*.json") if path.is_file())
-    if len(files) != 1:
-        found = ", ".join(path.name for path in files) or "none"
-        raise FatalInputError(f"expected one model file (*.json) in {model_dir}, found: {found}")
-    try:
-        raw = json.loads(files[0].read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise FatalInputError(f"model file {files[0].name} is not readable json: {exc}") from exc
-    if not isinstance(raw, dict) or raw.get("type") != "bow-softmax":
-        kind = raw.get("type") if isinstance(raw, dict) else None
-        raise FatalInputError(f"unsupported model type: {kind!r} (expected 'bow-softmax')")
-    labels, bias, weights = raw.get("labels"), raw.get("bias"), raw.get("weights")
-    if not isinstance(labels, list) or not isinstance(bias, dict) or not isinstance(weights, dict):
-        raise FatalInputError("model file is malformed: labels must be a list, bias and weights objects")
-    if not all(isinstance(label, str) for label in labels) or sorted(labels) != sorted(spec_labels):
-        raise FatalInputError(
-            f"model labels do not match the dataset spec: model has {sorted(labels)}, spec has {sorted(spec_labels)}"
-        )
-    model_bias = {label: _number(bias.get(label, 0.0), f"bias[{label}]") for label in spec_labels}
-    model_weights: dict[str, dict[str, float]] = {}
-    for label in spec_labels:
-        table = weights.get(label, {})
-        if not isinstance(table, dict):
-            raise FatalInputError(f"model file is malformed: weights[{label}] is not an object")
-        model_weights[label] = {str(token): _number(w, f"weights[{label}][{token}]") for token, w in table.items()}
-    return BowModel(labels=spec_labels, bias=model_bias, weights=model_weights)
-
-
 # --- reading the input ------------------------------------------------------------------------------------
 
 
@@ -478,17 +418,18 @@ class Row:
     event_time: str
     values: list[Parsed]
     display: str
-    text: str | None
+    model_inputs: dict[str, Parsed]
 
 
 class Processor:
     """Checks, fits and transforms the rows of one run."""
 
-    def __init__(self, spec: Spec, model: BowModel | None, default_event_time: str | None) -> None:
+    def __init__(self, spec: Spec, default_event_time: str | None) -> None:
         self.spec = spec
-        self.model = model
         self.default_event_time = default_event_time
         self.features = [make_feature(feature) for feature in spec.features]
+        # A model reads a numeric feature's column as the parsed number (NaN when missing), any other as text.
+        self.numeric_columns = {f.spec.column: i for i, f in enumerate(self.features) if f.spec.type == "numeric"}
 
     def record_id(self, file: InputFile, fields: list[str]) -> str:
         """The row's record id; RowRejected for a malformed row or an empty id."""
@@ -522,8 +463,13 @@ class Processor:
         except RowRejected as exc:
             exc.record_id = record_id
             raise
-        text = cell(self.spec.text_column) if self.spec.text_column else None
-        return Row(record_id, event_time, values, cell(self.spec.display_column), text)
+        model_inputs: dict[str, Parsed] = {}
+        for column in self.spec.model.columns if self.spec.model else ():
+            if column in self.numeric_columns:
+                model_inputs[column] = values[self.numeric_columns[column]]
+            else:
+                model_inputs[column] = cell(column).strip() or None
+        return Row(record_id, event_time, values, cell(self.spec.display_column), model_inputs)
 
     def check(self, files: list[InputFile], rejected_out: TextIO) -> tuple[int, set[tuple[int, int]]]:
         """First pass: reject bad rows and observe the accepted ones. Returns rows read and rejected lines."""
@@ -553,11 +499,28 @@ class Processor:
             feature.fit()
 
     def write_records(
-        self, files: list[InputFile], rejected: set[tuple[int, int]], records_out: TextIO
+        self, files: list[InputFile], rejected: set[tuple[int, int]], records_out: TextIO, model: Scorer | None
     ) -> tuple[int, dict[str, int]]:
         """Second pass: transform and score the accepted rows. Returns records written and label counts."""
         written = 0
-        predicted = dict.fromkeys(self.spec.labels, 0) if self.model else {}
+        predicted = dict.fromkeys(self.spec.labels, 0) if model else {}
+        pending: list[tuple[dict[str, Any], dict[str, Parsed]]] = []
+
+        def flush() -> None:
+            nonlocal written
+            predictions: list[tuple[str, float]] = []
+            if model is not None:
+                columns = {name: [inputs[name] for _, inputs in pending] for name in model.config.columns}
+                predictions = model.predict(columns)
+            for index, (record, _) in enumerate(pending):
+                if predictions:
+                    label, confidence = predictions[index]
+                    predicted[label] = predicted.get(label, 0) + 1
+                    record["prediction"] = {"label": label, "confidence": confidence}
+                records_out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            written += len(pending)
+            pending.clear()
+
         for index, file in enumerate(files):
             for line, fields in file.rows():
                 if (index, line) in rejected:
@@ -566,20 +529,17 @@ class Processor:
                 features: dict[str, OutputValue] = {}
                 for feature, value in zip(self.features, row.values, strict=True):
                     features.update(feature.transform(value))
-                prediction: dict[str, str | float] | None = None
-                if self.model is not None:
-                    label, confidence = self.model.predict(row.text or "")
-                    predicted[label] += 1
-                    prediction = {"label": label, "confidence": confidence}
                 record = {
                     "record_id": row.record_id,
                     "event_time": row.event_time,
                     "features": features,
                     "display": row.display,
-                    "prediction": prediction,
+                    "prediction": None,
                 }
-                records_out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                written += 1
+                pending.append((record, row.model_inputs))
+                if len(pending) >= SCORING_BATCH:
+                    flush()
+        flush()
         return written, predicted
 
 
@@ -594,19 +554,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise FatalInputError(f"invalid --default-event-time: {args.default_event_time!r}") from None
     elif not spec.event_time_column:
         raise FatalInputError("the spec has no event_time_column and no --default-event-time was given")
-    model = load_model(args.model_dir, spec.labels) if spec.text_column else None
-    processor = Processor(spec, model, default_event_time)
     files = [InputFile.open(path, spec.required_columns) for path in find_inputs(args.input_dir)]
 
+    processor = Processor(spec, default_event_time)
     output_dir: Path = args.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
     with (output_dir / "rejected.jsonl").open("w", encoding="utf-8") as rejected_out:
         rows_read, rejected = processor.check(files, rejected_out)
     if rows_read == 0:
         raise FatalInputError("input has no data rows")
+    # Loaded once the input is known to be usable: a model can be large.
+    try:
+        model = load_model(args.model_dir, spec.model) if spec.model else None
+    except ModelError as exc:
+        raise FatalInputError(str(exc)) from exc
     processor.fit()
     with (output_dir / "records.jsonl").open("w", encoding="utf-8") as records_out:
-        written, predicted = processor.write_records(files, rejected, records_out)
+        written, predicted = processor.write_records(files, rejected, records_out, model)
 
     stats = {
         "records_in": rows_read,
@@ -614,6 +578,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rejected": len(rejected),
         "fitted": {feature.spec.name: feature.fitted() for feature in processor.features},
         "predicted_labels": predicted,
+        "model": {"file": model.file_name, "sha256": model.sha256, "classes": list(model.config.classes)}
+        if model
+        else None,
         "input_files": [file.path.name for file in files],
     }
     (output_dir / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")

@@ -20,7 +20,7 @@ from labelflow_local.template import PROJECT_ROOT
 
 DEMO_DATA = PROJECT_ROOT / "demo/data/reviews.csv"
 DEMO_SPEC = PROJECT_ROOT / "demo/datasets/reviews.json"
-DEMO_MODEL = PROJECT_ROOT / "demo/model/sentiment.json"
+DEMO_MODEL = PROJECT_ROOT / "demo/model/sentiment.joblib"
 DEMO_TRUTH = PROJECT_ROOT / "demo/data/reviews.labels.csv"
 # Said at the end of every local run, so nobody mistakes the stand-ins for the services.
 NOT_EMULATED = (

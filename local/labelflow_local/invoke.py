@@ -10,6 +10,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+from labelflow.models.spec import DatasetSpec
+from labelflow.s3 import S3Location
 from labelflow_local.cloud import LocalCloud, local_cloud
 from labelflow_local.review import SimulatedWorkers
 from labelflow_local.template import PROJECT_ROOT
@@ -20,11 +22,12 @@ DEMO = PROJECT_ROOT / "demo"
 
 def seed(cloud: LocalCloud, fixtures: Path = FIXTURES) -> int:
     """Upload the demo spec and model and every fixture object; returns how many objects were written."""
+    spec = (DEMO / "datasets/reviews.json").read_bytes()
+    cloud.s3.put_object(Bucket=cloud.bucket, Key="config/datasets/reviews.json", Body=spec)
+    model = DatasetSpec.model_validate_json(spec).model
+    assert model is not None, "the demo spec names its model"
     cloud.s3.put_object(
-        Bucket=cloud.bucket, Key="config/datasets/reviews.json", Body=(DEMO / "datasets/reviews.json").read_bytes()
-    )
-    cloud.s3.put_object(
-        Bucket=cloud.bucket, Key="config/models/sentiment.json", Body=(DEMO / "model/sentiment.json").read_bytes()
+        Bucket=cloud.bucket, Key=S3Location.parse(model.s3_uri).key, Body=(DEMO / "model/sentiment.joblib").read_bytes()
     )
     count = 2
     bucket_dir = fixtures / cloud.bucket

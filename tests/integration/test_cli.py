@@ -39,7 +39,7 @@ def test_invoke_names_the_known_functions_when_one_is_unknown(capsys: pytest.Cap
 
 def test_run_local_then_query_the_feature_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Given the 40-row sample and the demo spec and model
-    spec, model = ROOT / "demo/datasets/reviews.json", ROOT / "demo/model/sentiment.json"
+    spec, model = ROOT / "demo/datasets/reviews.json", ROOT / "demo/model/sentiment.joblib"
     # When it is run locally and the feature store queried
     truth = ROOT / "demo/data/reviews.labels.csv"
     args = ["--spec", str(spec), "--model", str(model), "--truth", str(truth), "--workdir", str(tmp_path)]
@@ -69,7 +69,7 @@ def test_an_answers_file_reviews_what_it_covers_and_the_rest_stays_unlabeled(
     review = [json.loads(line) for line in manifest.read_text().splitlines()]
     answers = tmp_path / "answers.csv"
     answers.write_text(f"record_id,label\n{review[0]['record_id']},positive\n")
-    spec, model = ROOT / "demo/datasets/reviews.json", ROOT / "demo/model/sentiment.json"
+    spec, model = ROOT / "demo/datasets/reviews.json", ROOT / "demo/model/sentiment.joblib"
     # When the sample runs with those answers as its reviewer
     code = main(
         ["run", str(SAMPLE), "--local", "--json", "--spec", str(spec), "--model", str(model)]

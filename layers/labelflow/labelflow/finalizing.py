@@ -76,6 +76,7 @@ def build_manifest(request: FinalizeInput, stats: ProcessingStats | None, now: d
         code_sha256=plan.code_sha256 if plan else None,
         cache_key=plan.cache_key if plan else None,
         cache_hit=plan.cache_hit if plan else None,
+        model=plan.model if plan else None,
         processing_job=processing_job,
         labeling_job=labeling_job,
         feature_group=ingest.feature_group if ingest else None,

@@ -14,10 +14,11 @@ from labelflow.datasets import load_dataset_spec, probe_input
 from labelflow.errors import ConfigError, ManifestError
 from labelflow.layout import PROCESSED_STATS, PROCESSING_CODE_POINTER, RunLayout, job_name
 from labelflow.models.artifacts import ProcessingCode
+from labelflow.models.run import ModelLineage
 from labelflow.models.settings import PlanSettings
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import PlanOutput, WorkflowState
-from labelflow.s3 import S3Location, copy_version, exists, get_json, put_json, uri
+from labelflow.s3 import S3Location, copy_version, exists, get_json, put_json, sha256_of, uri
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,6 +57,20 @@ def model_artifact(s3: S3Client, spec: DatasetSpec) -> FrozenObject | None:
         raise_if_retryable(exc, f"head {spec.model.s3_uri}")
         raise ConfigError(f"model artifact {spec.model.s3_uri} is not readable") from exc
     return FrozenObject(location.bucket, location.key, head.get("VersionId"), head["ETag"].strip('"'))
+
+
+def model_lineage(s3: S3Client, spec: DatasetSpec, model: FrozenObject) -> ModelLineage:
+    """Hash the exact model version the run will load; a spec that pins another file stops the run here."""
+    assert spec.model is not None
+    sha256 = sha256_of(s3, model.bucket, model.key, model.version_id)
+    if spec.model.sha256 and sha256 != spec.model.sha256:
+        raise ConfigError(
+            f"model {spec.model.s3_uri} has sha256 {sha256} but the spec pins {spec.model.sha256}: "
+            "restore the pinned file or update model.sha256"
+        )
+    return ModelLineage(
+        s3_uri=spec.model.s3_uri, version_id=model.version_id, sha256=sha256, classes=list(spec.model.classes)
+    )
 
 
 def cache_key(run: WorkflowState, code_sha256: str, spec: DatasetSpec, model_etag: str | None) -> str:
@@ -154,6 +169,7 @@ def plan_processing(run: WorkflowState, s3: S3Client, settings: PlanSettings) ->
     probe_input(s3, run.bucket, run.key, run.version_id, spec)
     code = load_processing_code(s3, run.bucket)
     model = model_artifact(s3, spec)
+    lineage = model_lineage(s3, spec, model) if model is not None else None
     key = cache_key(run, code.sha256, spec, model.etag if model else None)
     processed_prefix = layout.processed_prefix(key)
     cache_hit = exists(s3, run.bucket, processed_prefix + PROCESSED_STATS)
@@ -179,5 +195,6 @@ def plan_processing(run: WorkflowState, s3: S3Client, settings: PlanSettings) ->
         cache_key=key,
         cache_hit=cache_hit,
         processed_uri=processed_uri,
+        model=lineage,
         processing_job=processing_job_request(run, layout, code, spec, processed_uri, key, settings),
     )

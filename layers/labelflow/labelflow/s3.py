@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -66,6 +67,14 @@ def _open(client: S3Client, bucket: str, key: str, version_id: str | None = None
 
 def get_bytes(client: S3Client, bucket: str, key: str, version_id: str | None = None) -> bytes:
     return _open(client, bucket, key, version_id).read()
+
+
+def sha256_of(client: S3Client, bucket: str, key: str, version_id: str | None = None) -> str:
+    """The sha256 of an object's content, read as a stream (models can be large)."""
+    digest = hashlib.sha256()
+    for chunk in _open(client, bucket, key, version_id).iter_chunks(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def get_json(client: S3Client, bucket: str, key: str) -> Any:

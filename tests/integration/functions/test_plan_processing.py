@@ -1,3 +1,5 @@
+import hashlib
+import json
 import re
 
 import pytest
@@ -7,6 +9,8 @@ from labelflow.s3 import S3Location
 from labelflow_local.functions import FunctionError
 from tests.conftest import load_event
 
+SPEC_KEY = "config/datasets/reviews.json"
+MODEL_KEY = "config/models/sentiment.joblib"
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -27,18 +31,39 @@ def test_plans_a_processing_job_on_a_frozen_copy_of_the_input(cloud) -> None:
     assert set(inputs) == {"data", "spec", "code", "model"}
     # And the model is frozen too: the job reads this version's copy, not the mutable config/ key
     assert inputs["model"].startswith(plan["run_prefix"] + "input/model/")
-    frozen = S3Location.parse(inputs["model"] + "sentiment.json")
-    model = cloud.s3.get_object(Bucket=cloud.bucket, Key="config/models/sentiment.json")["Body"].read()
+    frozen = S3Location.parse(inputs["model"] + "sentiment.joblib")
+    model = cloud.s3.get_object(Bucket=cloud.bucket, Key=MODEL_KEY)["Body"].read()
     assert cloud.s3.get_object(Bucket=frozen.bucket, Key=frozen.key)["Body"].read() == model
+    # And the plan names the model's version, content hash and classes for run.json
+    assert plan["model"]["sha256"] == hashlib.sha256(model).hexdigest()
+    assert plan["model"]["classes"] == ["negative", "positive"]
+
+
+def unpin_the_demo_model(cloud) -> None:
+    spec = json.loads(cloud.s3.get_object(Bucket=cloud.bucket, Key=SPEC_KEY)["Body"].read())
+    spec["model"].pop("sha256")
+    cloud.s3.put_object(Bucket=cloud.bucket, Key=SPEC_KEY, Body=json.dumps(spec).encode())
 
 
 def test_a_new_model_version_is_a_new_cache_key(cloud) -> None:
-    # Given a plan, then a new model uploaded over the same key
+    # Given a spec that does not pin its model, a plan, then a new model uploaded over the same key
+    unpin_the_demo_model(cloud)
     event = load_event("plan_processing.json")
     first = cloud.invoke("plan_processing", event)
-    cloud.s3.put_object(Bucket=cloud.bucket, Key="config/models/sentiment.json", Body=b'{"retrained": true}')
+    cloud.s3.put_object(Bucket=cloud.bucket, Key=MODEL_KEY, Body=b"retrained")
     # When the same input is planned again / Then the processed outputs would not be reused
-    assert cloud.invoke("plan_processing", event)["cache_key"] != first["cache_key"]
+    second = cloud.invoke("plan_processing", event)
+    assert second["cache_key"] != first["cache_key"]
+    assert second["model"]["sha256"] == hashlib.sha256(b"retrained").hexdigest()
+
+
+def test_a_model_other_than_the_pinned_one_stops_planning(cloud) -> None:
+    # Given the demo spec, which pins its model's sha256, and another file uploaded over the model's key
+    cloud.s3.put_object(Bucket=cloud.bucket, Key=MODEL_KEY, Body=b"someone else's pickle")
+    # When PlanProcessing runs / Then it refuses before anything is copied or processed, saying what to do
+    with pytest.raises(FunctionError, match="ConfigError") as failure:
+        cloud.invoke("plan_processing", load_event("plan_processing.json"))
+    assert "but the spec pins" in failure.value.payload["errorMessage"]
 
 
 def test_finished_outputs_for_the_same_cache_key_are_reused(cloud) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -237,13 +238,49 @@ def test_required_columns_use_source_columns_and_the_model_text_column() -> None
                 {"name": "priority", "column": "Prio", "type": "numeric"},
                 {"name": "ticket", "column": "id", "type": "categorical"},
             ],
-            model={"s3_uri": "s3://bucket/config/models/m.json", "text_column": "subject"},
+            model={**MODEL, "text_column": "subject"},
         )
     )
 
     # When its required columns are listed
     # Then source columns replace feature names, duplicates keep their first place, and the model's column is last
     assert spec.required_columns == ["id", "body", "Prio", "subject"]
+
+
+MODEL = {"s3_uri": "s3://bucket/config/models/m.joblib", "classes": ["bug", "question"]}
+
+
+def test_a_tabular_model_reads_its_input_columns() -> None:
+    # Given a model reading two columns, one of them also a feature's
+    spec = DatasetSpec.model_validate(minimal_spec(model={**MODEL, "input_columns": ["priority", "age"]}))
+    # Then the file must have both
+    assert spec.required_columns == ["id", "body", "priority", "age"]
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (MODEL, "set exactly one of text_column and input_columns"),
+        ({**MODEL, "text_column": "t", "input_columns": ["a"]}, "set exactly one of text_column and input_columns"),
+        ({**MODEL, "text_column": "t", "classes": ["bug", "bug"]}, "model.classes must be unique"),
+        ({**MODEL, "text_column": "t", "class_labels": {"2": "bug"}}, "maps ['2'], which are not in model.classes"),
+        ({**MODEL, "text_column": "t", "sha256": "abc"}, "sha256"),
+    ],
+)
+def test_model_section_errors_say_what_is_allowed(model: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        DatasetSpec.model_validate(minimal_spec(model=model))
+
+
+def test_model_classes_must_map_to_labels() -> None:
+    # Given a model with integer classes 0/1 and a spec whose labels are words
+    model = {**MODEL, "text_column": "t", "classes": ["0", "1"]}
+    # When it is validated without a mapping / Then the error names the classes and the way out
+    with pytest.raises(ValidationError, match=r"'0' \(label '0'\), '1' \(label '1'\) not among labels"):
+        DatasetSpec.model_validate(minimal_spec(model=model))
+    # And with class_labels the classes map onto the labels
+    mapped = DatasetSpec.model_validate(minimal_spec(model={**model, "class_labels": {"0": "bug", "1": "question"}}))
+    assert mapped.model is not None and mapped.model.label_of("1") == "question"
 
 
 # -------------------------------------------------------------------- output features

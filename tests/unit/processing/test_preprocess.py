@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import json
 import math
+import shutil
+import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +19,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+from labelflow_local.processing_env import ensure_processing_env
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "demo"
@@ -60,9 +66,6 @@ def make_spec(features: list[dict[str, Any]] | None = None, **overrides: Any) ->
     return DatasetSpec.model_validate(fields).model_dump(mode="json")
 
 
-MODEL_SPEC = {"s3_uri": "s3://bucket/config/models/m.json", "text_column": "text"}
-
-
 @dataclass
 class Outcome:
     code: int
@@ -91,7 +94,6 @@ def run_job(
     tmp_path: Path,
     data: str | bytes | None,
     spec: dict[str, Any],
-    model: dict[str, Any] | None = None,
     extra: list[str] | None = None,
     name: str = "input.csv",
 ) -> Outcome:
@@ -104,9 +106,7 @@ def run_job(
     spec_file.parent.mkdir(parents=True)
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
     model_dir = tmp_path / "input" / "model"
-    model_dir.mkdir()
-    if model is not None:
-        (model_dir / "model.json").write_text(json.dumps(model), encoding="utf-8")
+    model_dir.mkdir(exist_ok=True)
     out = tmp_path / "output"
     message_file = tmp_path / "opt" / "ml" / "output" / "message"
     argv = ["--input-dir", str(input_dir), "--spec", str(spec_file), "--model-dir", str(model_dir)]
@@ -308,41 +308,130 @@ def test_missing_default_event_time_is_fatal(tmp_path: Path) -> None:
 
 
 # --- model ------------------------------------------------------------------------------------------------
+# Models are scikit-learn objects pickled by the processing image's scikit-learn, so these tests train them
+# and run the job in the image's environment (processing/image.json), as the deployed job would.
 
-MODEL = {
-    "type": "bow-softmax",
-    "labels": ["positive", "negative"],
-    "bias": {"positive": 0.1, "negative": -0.1},
-    "weights": {"positive": {"great": 1.0, "not": -0.3}, "negative": {"bad": 2.0, "not": 0.5}},
+TRAIN_TEXT = """
+import joblib, sys
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+texts = ["great fun", "great value", "bad", "bad and broken", "great", "broken"]
+labels = ["positive", "positive", "negative", "negative", "positive", "negative"]
+joblib.dump(make_pipeline(CountVectorizer(), LogisticRegression()).fit(texts, labels), sys.argv[1])
+"""
+TRAIN_TABULAR = """
+import joblib, sys, pandas as pd
+from sklearn.compose import make_column_transformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OrdinalEncoder
+frame = pd.DataFrame({"num": [1.0, 2.0, None, 8.0, 9.0, 10.0] * 5, "cat": ["x", "x", "y", "y", "y", "x"] * 5})
+encode = make_column_transformer((OrdinalEncoder(), ["cat"]), remainder="passthrough")
+model = make_pipeline(encode, HistGradientBoostingClassifier(max_iter=20, min_samples_leaf=2))
+joblib.dump(model.fit(frame, [0, 0, 0, 1, 1, 1] * 5), sys.argv[1])
+"""
+TEXT_MODEL_SPEC = {"s3_uri": "s3://b/config/models/m.joblib", "text_column": "text", "classes": LABELS}
+TABULAR_MODEL_SPEC = {
+    "s3_uri": "s3://b/config/models/m.joblib",
+    "input_columns": ["num", "cat"],
+    "classes": ["0", "1"],
+    "class_labels": {"0": "negative", "1": "positive"},
 }
 
 
-def test_model_scores_bag_of_words_with_softmax(tmp_path: Path) -> None:
-    # Given a model and texts with repeated tokens, mixed case, punctuation and unknown words
-    spec = make_spec(model=MODEL_SPEC)
-    data = csv_text('a,1767225600,"Great, GREAT! not bad",1,x', "b,1767225600,bad bad bad,1,x", "c,1767225600,,1,x")
-
-    # When the job runs
-    outcome = run_job(tmp_path, data, spec, model=MODEL)
-
-    # Then scores are bias + weights summed over tokens (repeats count), turned into probabilities
-    positive_a, negative_a = 0.1 + 2 * 1.0 - 0.3, -0.1 + 2.0 + 0.5
-    confidence_a = 1 / (1 + math.exp(positive_a - negative_a))
-    confidence_b = 1 / (1 + math.exp(0.1 - (-0.1 + 6.0)))
-    confidence_c = 1 / (1 + math.exp(-0.1 - 0.1))
-    assert [r["prediction"] for r in outcome.records] == [
-        {"label": "negative", "confidence": round(confidence_a, 6)},
-        {"label": "negative", "confidence": round(confidence_b, 6)},
-        {"label": "positive", "confidence": round(confidence_c, 6)},
-    ]
-    assert outcome.stats["predicted_labels"] == {"negative": 2, "positive": 1}
+@pytest.fixture(scope="module")
+def image_python() -> str:
+    return str(ensure_processing_env())
 
 
-def test_model_tokenizer_keeps_apostrophes_and_digits() -> None:
-    # Given text with an apostrophe, digits and punctuation
-    # When it is tokenised
-    # Then words are lowercased and split on anything but letters, digits and apostrophes
-    assert preprocess.tokenize("Don't buy: 2 STARS, meh...") == ["don't", "buy", "2", "stars", "meh"]
+def train(python: str, script: str, path: Path) -> Path:
+    subprocess.run([python, "-c", script, str(path)], check=True)
+    return path
+
+
+def run_in_image(python: str, tmp_path: Path, data: str, spec: dict[str, Any], model: Path | None) -> Outcome:
+    """Lay out the container's folders and run preprocess.py with the image's Python, as the job does."""
+    input_dir, model_dir = tmp_path / "input" / "data", tmp_path / "input" / "model"
+    input_dir.mkdir(parents=True)
+    model_dir.mkdir()
+    (input_dir / "input.csv").write_text(data, encoding="utf-8")
+    if model is not None:
+        shutil.copy(model, model_dir / model.name)
+    spec_file = tmp_path / "input" / "spec.json"
+    spec_file.write_text(json.dumps(spec), encoding="utf-8")
+    out, message_file = tmp_path / "output", tmp_path / "message"
+    argv = ["--input-dir", str(input_dir), "--spec", str(spec_file), "--model-dir", str(model_dir)]
+    argv += ["--output-dir", str(out), "--message-file", str(message_file)]
+    done = subprocess.run([python, str(ROOT / "processing" / "preprocess.py"), *argv], capture_output=True, text=True)
+    return Outcome(done.returncode, out, message_file)
+
+
+def test_a_scikit_learn_text_pipeline_labels_each_record(image_python: str, tmp_path: Path) -> None:
+    # Given a text pipeline trained with the image's scikit-learn, and texts it has seen and not seen
+    model = train(image_python, TRAIN_TEXT, tmp_path / "m.joblib")
+    data = csv_text("a,1767225600,great fun,1,x", "b,1767225600,bad and broken,1,x", "c,1767225600,,1,x")
+
+    # When the job runs in the image's environment
+    outcome = run_in_image(image_python, tmp_path / "job", data, make_spec(model=TEXT_MODEL_SPEC), model)
+
+    # Then each record carries the pipeline's most probable label and its probability
+    assert outcome.code == 0, outcome.message
+    predictions = [r["prediction"] for r in outcome.records]
+    assert [p["label"] for p in predictions[:2]] == ["positive", "negative"]
+    assert all(0.5 <= p["confidence"] <= 1.0 for p in predictions)
+    assert outcome.stats["predicted_labels"]["positive"] + outcome.stats["predicted_labels"]["negative"] == 3
+    # And stats.json records what was loaded
+    assert outcome.stats["model"] == {
+        "file": "m.joblib",
+        "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "classes": LABELS,
+    }
+
+
+def test_a_tabular_pipeline_reads_numbers_as_numbers_and_maps_classes_to_labels(
+    image_python: str, tmp_path: Path
+) -> None:
+    # Given a tabular pipeline trained on a DataFrame (a number with gaps, a category) with integer classes
+    model = train(image_python, TRAIN_TABULAR, tmp_path / "m.joblib")
+    spec = make_spec(
+        [{"name": "num", "type": "numeric", "impute": "mean"}, {"name": "cat", "type": "categorical"}],
+        model=TABULAR_MODEL_SPEC,
+    )
+    data = csv_text("a,1767225600,t,1.5,x", "b,1767225600,t,9.5,y", "c,1767225600,t,,y")
+
+    # When the job runs, shipped as SageMaker's model.tar.gz
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(model, arcname="model.joblib")
+    outcome = run_in_image(image_python, tmp_path / "job", data, spec, archive)
+
+    # Then the model saw real numbers (NaN where missing) and its classes 0/1 became the spec's labels
+    assert outcome.code == 0, outcome.message
+    assert [r["prediction"]["label"] for r in outcome.records] == ["negative", "positive", "negative"]
+    assert outcome.stats["model"]["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_model_classes_must_be_the_specs(image_python: str, tmp_path: Path) -> None:
+    # Given a spec that declares other classes than the model has
+    model = train(image_python, TRAIN_TEXT, tmp_path / "m.joblib")
+    spec = make_spec(model={**TEXT_MODEL_SPEC, "classes": ["positive", "negative"]})
+
+    # When the job runs / Then it is fatal, on one line naming both lists
+    outcome = run_in_image(image_python, tmp_path / "job", csv_text("a,1767225600,t,1,x"), spec, model)
+    assert outcome.code == 2
+    assert outcome.message == (
+        "the model's classes ['negative', 'positive'] differ from the spec's model.classes ['positive', 'negative']"
+    )
+
+
+def test_a_pinned_model_refuses_another_file(image_python: str, tmp_path: Path) -> None:
+    # Given a spec pinning a sha256 that is not the model file's
+    model = train(image_python, TRAIN_TEXT, tmp_path / "m.joblib")
+    spec = make_spec(model={**TEXT_MODEL_SPEC, "sha256": "0" * 64})
+    # When the job runs / Then it refuses to load the file
+    outcome = run_in_image(image_python, tmp_path / "job", csv_text("a,1767225600,t,1,x"), spec, model)
+    assert outcome.code == 2 and "the spec pins 000000" in outcome.message
 
 
 def test_without_model_prediction_is_null(tmp_path: Path) -> None:
@@ -353,28 +442,23 @@ def test_without_model_prediction_is_null(tmp_path: Path) -> None:
     # Then records have no prediction and no label counts
     assert outcome.records[0]["prediction"] is None
     assert outcome.stats["predicted_labels"] == {}
+    assert outcome.stats["model"] is None
 
 
-def test_model_labels_must_match_the_spec(tmp_path: Path) -> None:
-    # Given a model whose labels differ from the spec's
-    model = {**MODEL, "labels": ["positive", "neutral"]}
-
-    # When the job runs
-    outcome = run_job(tmp_path, csv_text("a,1767225600,t,1,x"), make_spec(model=MODEL_SPEC), model=model)
-
-    # Then it is fatal
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [({}, "expected one model file in model/, found: none"), ({"notes.txt": b"x"}, "is neither a joblib file")],
+)
+def test_a_missing_or_unknown_model_file_is_fatal(tmp_path: Path, files: dict[str, bytes], message: str) -> None:
+    # Given a spec with a model but no usable file in the model folder
+    model_dir = tmp_path / "input" / "model"
+    model_dir.mkdir(parents=True)
+    for name, body in files.items():
+        (model_dir / name).write_bytes(body)
+    # When the job runs / Then it is fatal and says what it found
+    outcome = run_job(tmp_path, csv_text("a,1767225600,t,1,x"), make_spec(model=TEXT_MODEL_SPEC))
     assert outcome.code == 2
-    assert outcome.message.startswith("model labels do not match the dataset spec")
-
-
-def test_missing_model_file_is_fatal(tmp_path: Path) -> None:
-    # Given a spec with a model but an empty model folder
-    # When the job runs
-    outcome = run_job(tmp_path, csv_text("a,1767225600,t,1,x"), make_spec(model=MODEL_SPEC))
-
-    # Then it is fatal and names the folder
-    assert outcome.code == 2
-    assert "expected one model file" in outcome.message
+    assert message in outcome.message
 
 
 # --- fatal input problems ---------------------------------------------------------------------------------
@@ -430,10 +514,9 @@ def test_demo_bad_inputs_are_fatal(tmp_path: Path, name: str, message: str) -> N
     # Given one of the demo's bad input files and the demo spec
     spec = json.loads((DEMO / "datasets" / "reviews.json").read_text(encoding="utf-8"))
     data = (DEMO / "data" / "bad" / name).read_bytes()
-    model = json.loads((DEMO / "model" / "sentiment.json").read_text(encoding="utf-8"))
 
-    # When the job runs on it
-    outcome = run_job(tmp_path, data, spec, model=model, name=name)
+    # When the job runs on it (the input is checked before the model is loaded)
+    outcome = run_job(tmp_path, data, spec, name=name)
 
     # Then the message names the precise problem
     assert outcome.code == 2
@@ -483,6 +566,7 @@ def test_row_problems_are_rejected_without_failing_the_job(tmp_path: Path) -> No
         "rejected": 6,
         "fitted": None,
         "predicted_labels": {},
+        "model": None,
         "input_files": ["input.csv"],
     }
 
@@ -574,14 +658,13 @@ def test_several_input_files_are_processed_in_name_order(tmp_path: Path) -> None
 # --- the demo ---------------------------------------------------------------------------------------------
 
 
-def test_demo_dataset_runs_clean_and_the_model_is_unsure_about_some_rows(tmp_path: Path) -> None:
-    # Given the demo reviews, spec and model
+def test_demo_dataset_runs_clean_and_the_model_is_unsure_about_some_rows(image_python: str, tmp_path: Path) -> None:
+    # Given the demo reviews, spec and scikit-learn model
     spec = json.loads((DEMO / "datasets" / "reviews.json").read_text(encoding="utf-8"))
-    model = json.loads((DEMO / "model" / "sentiment.json").read_text(encoding="utf-8"))
-    data = (DEMO / "data" / "reviews.csv").read_bytes()
+    data = (DEMO / "data" / "reviews.csv").read_text(encoding="utf-8")
 
-    # When the job runs
-    outcome = run_job(tmp_path, data, spec, model=model)
+    # When the job runs in the image's environment
+    outcome = run_in_image(image_python, tmp_path, data, spec, DEMO / "model" / "sentiment.joblib")
 
     # Then every row becomes a record
     assert outcome.code == 0

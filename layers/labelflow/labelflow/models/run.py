@@ -19,6 +19,15 @@ class InputLineage(_RunModel):
     size: int
 
 
+class ModelLineage(_RunModel):
+    """The model a run loaded: this exact object version, its content hash and classes."""
+
+    s3_uri: str
+    version_id: str | None
+    sha256: str
+    classes: list[str]
+
+
 class RunCounts(_RunModel):
     """Every input record ends in exactly one bucket: rejected, unlabeled, ingested or failed to ingest."""
 
@@ -64,6 +73,7 @@ class RunManifest(_RunModel):
     code_sha256: str | None = None
     cache_key: str | None = None
     cache_hit: bool | None = None
+    model: ModelLineage | None = None
     processing_job: str | None = None
     labeling_job: str | None = None
     feature_group: str | None = None

@@ -57,10 +57,46 @@ class FeatureSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    """The model that pre-labels records; a bag-of-words logistic model stored as JSON."""
+    """The dataset's own scikit-learn model (estimator or pipeline with predict_proba), saved with joblib.
 
-    s3_uri: Annotated[str, Field(pattern=r"^s3://[^/]+/.+")]
-    text_column: str
+    It reads either one text column (a 1-D array of strings, as a text pipeline expects) or several input
+    columns (a pandas DataFrame; a column that a numeric feature reads arrives as numbers, NaN when missing).
+    """
+
+    s3_uri: Annotated[str, Field(pattern=r"^s3://[^/]+/.+")] = Field(
+        description="the model file: joblib (*.joblib, *.pkl) or SageMaker's model.tar.gz holding one"
+    )
+    text_column: str | None = Field(default=None, min_length=1, description="the one text column the model reads")
+    input_columns: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, min_length=1, description="the columns the model reads, as a DataFrame"
+    )
+    classes: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=2, description="the model's classes_, as strings, in its order (labelflow init reads them)"
+    )
+    class_labels: dict[str, str] = Field(
+        default_factory=dict, description="model class -> dataset label, for classes not spelled like their label"
+    )
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        default=None, description="pins the model file: a run refuses any other file"
+    )
+
+    @model_validator(mode="after")
+    def _check_inputs(self) -> ModelSpec:
+        if (self.text_column is None) == (self.input_columns is None):
+            raise ValueError("model: set exactly one of text_column and input_columns")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("model.classes must be unique")
+        unknown = sorted(set(self.class_labels) - set(self.classes))
+        if unknown:
+            raise ValueError(f"model.class_labels maps {unknown}, which are not in model.classes")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.text_column] if self.text_column else list(self.input_columns or [])
+
+    def label_of(self, model_class: str) -> str:
+        return self.class_labels.get(model_class, model_class)
 
 
 class LabelingSpec(_Strict):
@@ -102,6 +138,15 @@ class DatasetSpec(_Strict):
         clash |= set(names) & {"record_id", "event_time"}
         if clash:
             raise ValueError(f"feature names {sorted(clash)} are reserved")
+        if self.model is not None:
+            strays = {
+                c: self.model.label_of(c) for c in self.model.classes if self.model.label_of(c) not in self.labels
+            }
+            if strays:
+                raise ValueError(
+                    f"model.classes: {', '.join(f'{c!r} (label {label!r})' for c, label in strays.items())} "
+                    f"not among labels {self.labels}; map classes to labels with model.class_labels"
+                )
         invalid = [n for n, _ in output_features(self) if len(n) > 64 or not _FEATURE_STORE_NAME.match(n)]
         if invalid:
             raise ValueError(f"not valid Feature Store feature names (one-hot columns included): {invalid}")
@@ -115,7 +160,7 @@ class DatasetSpec(_Strict):
             columns.append(self.event_time_column)
         columns += [f.source_column for f in self.features]
         if self.model:
-            columns.append(self.model.text_column)
+            columns += self.model.columns
         return list(dict.fromkeys(columns))
 
 

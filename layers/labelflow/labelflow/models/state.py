@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from labelflow.models.run import ModelLineage
+
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
@@ -34,6 +36,7 @@ class PlanOutput(_Payload):
     cache_key: str
     cache_hit: bool
     processed_uri: str
+    model: ModelLineage | None = Field(default=None, description="the model this run scores with; none: all to review")
     processing_job: dict[str, Any] = Field(description="CreateProcessingJob fields, SageMaker-cased")
 
 
