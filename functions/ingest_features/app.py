@@ -17,7 +17,9 @@ settings = load_settings(IngestSettings)
 @logger.inject_lambda_context(correlation_id_path=RUN_ID_PATH)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = ingest_features(WorkflowState.model_validate(event), aws.s3(), aws.featurestore(), settings.max_workers)
+    result = ingest_features(
+        WorkflowState.model_validate(event), aws.s3(), aws.sagemaker(), aws.featurestore(), settings.max_workers
+    )
     logger.info("features ingested", extra={"ingested": result.ingested, "failed": result.failed})
     metrics.add_metric(name="RecordsIngested", unit=MetricUnit.Count, value=result.ingested)
     metrics.add_metric(name="RecordsIngestFailed", unit=MetricUnit.Count, value=result.failed)

@@ -17,9 +17,16 @@ settings = load_settings(PlanSettings)
 @logger.inject_lambda_context(correlation_id_path=RUN_ID_PATH)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    plan = plan_processing(WorkflowState.model_validate(event), aws.s3(), settings)
+    plan = plan_processing(WorkflowState.model_validate(event), aws.s3(), aws.sagemaker(), settings)
     logger.info(
-        "processing planned", extra={"cache_hit": plan.cache_hit, "job": plan.processing_job["ProcessingJobName"]}
+        "processing planned",
+        extra={
+            "cache_hit": plan.cache_hit,
+            "job": plan.processing_job["ProcessingJobName"],
+            "feature_group": plan.feature_group.name,
+            "feature_group_created": plan.feature_group.created,
+            "state_applied": plan.transform_state.applied,
+        },
     )
     metrics.add_metric(name="ProcessingCacheHits", unit=MetricUnit.Count, value=int(plan.cache_hit))
     return plan.model_dump(mode="json")

@@ -1,16 +1,103 @@
-"""`labelflow`: run the workflow locally, invoke one function without Docker, or drive a deployed stack."""
+"""`labelflow`: onboard a dataset, run the workflow locally, invoke one function without Docker, or drive a
+deployed stack.
+
+Exit codes: 0 done (for a run: it SUCCEEDED); 1 problems found, or a run that ended PARTIAL or FAILED;
+2 an unusable command line or input. Errors are one line; --debug adds the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from labelflow.models.spec import DatasetSpec
+from labelflow_local.sampling import SAMPLE_ROWS
 from labelflow_local.template import PROJECT_ROOT
 
 DEFAULT_WORKDIR = Path(".labelflow")
+# Unusable input: exit 2 with the message. Anything else is unexpected: exit 1.
+INPUT_ERRORS = (ValueError, KeyError, OSError)
+
+
+class InputError(ValueError):
+    """An unusable command line or input, said in one line."""
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _load_spec(path: Path) -> DatasetSpec:
+    """The spec at `path`, or InputError naming its first problem."""
+    from labelflow_local.spec_reference import error_lines
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such spec file")
+    try:
+        return DatasetSpec.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        lines = error_lines(exc)
+        more = f" (and {len(lines) - 1} more: labelflow validate {path})" if len(lines) > 1 else ""
+        raise InputError(f"{path}: {lines[0]}{more}") from exc
+
+
+def _init(args: argparse.Namespace) -> int:
+    from labelflow_local import onboarding, sampling
+
+    dataset = onboarding.check_dataset_name(args.dataset)
+    labels = onboarding.parse_labels(args.labels)
+    out: Path = args.out or Path(f"{dataset}.json")
+    if out.exists() and not args.force:
+        raise InputError(f"{out} exists: pass --force to overwrite it, or --out to write another file")
+    sample = sampling.read_sample(args.file)
+    model = onboarding.inspect_model(args.model) if args.model else None
+    inferred = onboarding.infer_spec(sample, dataset, labels, args.id_column, model, args.model_uri)
+    out.write_text(onboarding.spec_json(inferred.spec))
+    print(onboarding.report(inferred, out))
+    run = f"labelflow run --local {args.file} --spec {out}" + (f" --model {args.model}" if args.model else "")
+    print(f"next: check it (labelflow validate {out} {args.file}), edit what you disagree with, then: {run}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from labelflow_local import onboarding, sampling
+    from labelflow_local.spec_reference import error_lines
+
+    if not args.spec.is_file():
+        raise InputError(f"{args.spec}: no such spec file")
+    try:
+        spec = DatasetSpec.model_validate_json(args.spec.read_bytes())
+    except ValidationError as exc:
+        lines = error_lines(exc)
+        print("\n".join(f"{args.spec}: {line}" for line in lines))
+        print(f"{args.spec}: not a valid dataset spec: {_plural(len(lines), 'problem')} (see docs/spec-reference.md)")
+        return 1
+    if spec.model is None:
+        model = ", no model"
+    else:
+        columns = spec.model.columns
+        model = f", a model reading {', '.join(columns) if len(columns) <= 3 else _plural(len(columns), 'column')}"
+    print(
+        f"{args.spec}: a valid spec for dataset {spec.dataset} "
+        f"({_plural(len(spec.features), 'feature')}, {_plural(len(spec.labels), 'label')}{model})"
+    )
+    if args.data is None:
+        return 0
+    sample = sampling.read_sample(args.data, spec.input)
+    findings = onboarding.check_data(spec, sample)
+    for finding in findings:
+        print(f"{args.data}: {'problem' if finding.problem else 'note'}: {finding.text}")
+    problems = sum(finding.problem for finding in findings)
+    verdict = f"{_plural(problems, 'problem')} found" if problems else f"fits {args.spec}"
+    print(f"{args.data}: {verdict} (checked {sample.describe()})")
+    return 1 if problems else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -22,14 +109,32 @@ def _demo(args: argparse.Namespace) -> int:
     return _run(args)
 
 
+def _check_run_inputs(args: argparse.Namespace) -> None:
+    """Refuse, before anything starts, a run that cannot work."""
+    if not args.local:
+        raise InputError("labelflow run works in local mode only (--local); to run on AWS, upload to raw/<dataset>/")
+    if not (PROJECT_ROOT / "template.yaml").is_file():
+        raise InputError(
+            f"local mode runs this checkout's template.yaml, functions/ and processing/, not found under "
+            f"{PROJECT_ROOT}: install labelflow from a checkout with `pip install -e .`"
+        )
+    for option, path in (("FILE", args.file), ("--model", args.model), ("--truth", args.truth)):
+        if path is not None and not path.is_file():
+            raise InputError(f"{option} {path}: no such file")
+    spec = _load_spec(args.spec)
+    if spec.model is not None and args.model is None:
+        raise InputError(f"{args.spec} names a model ({spec.model.s3_uri}): pass its file with --model")
+
+
 def _run(args: argparse.Namespace) -> int:
+    _check_run_inputs(args)
     from labelflow_local import demo
 
-    if not args.local:
-        print(
-            "labelflow run works in local mode only (--local); to run on AWS, upload to raw/<dataset>/", file=sys.stderr
-        )
-        return 2
+    if not args.debug:
+        # moto's ASL interpreter logs every failure it evaluates, whole states included; the run's outcome is
+        # reported below in one line, and --debug keeps those logs.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+
     report = demo.run_local(
         args.file,
         args.spec,
@@ -43,7 +148,21 @@ def _run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     print(demo.report_json(report) if args.json else demo.summary(report))
-    return 0 if report.execution_status == "SUCCEEDED" else 1
+    if report.manifest.status == "SUCCEEDED":
+        return 0
+    print(f"labelflow: {demo.outcome(report)}", file=sys.stderr)
+    if args.debug and report.manifest.error is not None:
+        print(report.manifest.error.cause, file=sys.stderr)
+    return 1
+
+
+def _say_on_stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _ask_on_stderr(prompt: str) -> str:
+    print(prompt, end="", file=sys.stderr, flush=True)
+    return input()
 
 
 def _reviewers(args: argparse.Namespace) -> Any:
@@ -52,7 +171,8 @@ def _reviewers(args: argparse.Namespace) -> Any:
     if args.answers is not None:
         return AnswersFile(args.answers)
     if args.reviewer == "terminal":
-        return TerminalReviewer()
+        # With --json, stdout is the report alone: the conversation goes to stderr.
+        return TerminalReviewer(ask=_ask_on_stderr, say=_say_on_stderr) if args.json else TerminalReviewer()
     return None  # simulated workers
 
 
@@ -89,91 +209,188 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feature_group(args: argparse.Namespace, online: Path) -> str:
+    """--group, else the group of --dataset, else the local store's only group."""
+    from labelflow.layout import feature_group_name
+    from labelflow_local.template import LOCAL_STACK
+
+    if args.group:
+        return str(args.group)
+    if args.dataset:
+        return feature_group_name(LOCAL_STACK, args.dataset)
+    groups = sorted(path.stem for path in online.glob("*.json"))
+    if len(groups) == 1:
+        return groups[0]
+    if not groups:
+        raise InputError(f"no local feature store under {online.parent}: run `labelflow run --local` first")
+    raise InputError(f"the local store has groups {', '.join(groups)}: pass --dataset NAME")
+
+
 def _features(args: argparse.Namespace) -> int:
-    path = args.workdir / "feature-store" / "online" / f"{args.group}.json"
+    online = args.workdir / "feature-store" / "online"
+    group = _feature_group(args, online)
+    path = online / f"{group}.json"
     if not path.exists():
-        print(f"no local feature store at {path}: run `labelflow demo` first", file=sys.stderr)
+        known = ", ".join(sorted(p.stem for p in online.glob("*.json"))) or "none"
+        print(f"labelflow: no feature group {group} in the local store (groups: {known})", file=sys.stderr)
         return 1
     records: dict[str, Any] = json.loads(path.read_text())
     if args.record_id:
         if args.record_id not in records:
-            print(f"no record {args.record_id} in {args.group}", file=sys.stderr)
+            print(f"labelflow: no record {args.record_id} in {group}", file=sys.stderr)
             return 1
         print(json.dumps(records[args.record_id], indent=2))
     else:
         sources: dict[str, int] = {}
         for values in records.values():
             sources[values["label_source"]] = sources.get(values["label_source"], 0) + 1
-        print(json.dumps({"feature_group": args.group, "records": len(records), "by_label_source": sources}, indent=2))
+        print(json.dumps({"feature_group": group, "records": len(records), "by_label_source": sources}, indent=2))
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="labelflow", description=__doc__)
-    commands = root.add_subparsers(dest="command", required=True)
+def _local_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where local results are kept")
+    command.add_argument("--worker-accuracy", type=float, default=0.9, help="simulated workers' accuracy")
+    command.add_argument("--seed", type=int, default=7, help="seed for the simulated workers")
+    command.add_argument("--workers", type=int, help="simulated workers per record (default: the spec's)")
+    command.add_argument("--reviewer", choices=("simulated", "terminal"), default="simulated", help="who reviews")
+    command.add_argument("--answers", type=Path, help="answers file as reviewer (CSV record_id,label or JSON)")
+    command.add_argument("--json", action="store_true", help="print the run report as JSON, alone on stdout")
+    command.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="function logs (stderr)",
+    )
 
-    def local_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where local results are kept")
-        command.add_argument("--worker-accuracy", type=float, default=0.9, help="simulated workers' accuracy")
-        command.add_argument("--seed", type=int, default=7, help="seed for the simulated workers")
-        command.add_argument("--workers", type=int, help="simulated workers per record (default: the spec's)")
-        command.add_argument("--reviewer", choices=("simulated", "terminal"), default="simulated", help="who reviews")
-        command.add_argument("--answers", type=Path, help="answers file as reviewer (CSV record_id,label or JSON)")
-        command.add_argument("--json", action="store_true", help="print the report as JSON")
-        command.add_argument(
-            "--log-level",
-            default="WARNING",
-            choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-            help="function logs (stderr)",
-        )
 
-    demo = commands.add_parser("demo", help="run the whole workflow locally on the bundled reviews dataset")
-    local_options(demo)
+def _onboarding_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    init = commands.add_parser(
+        "init",
+        parents=[common],
+        help="infer a dataset spec from a data file and say why",
+        description=f"Read the first {SAMPLE_ROWS:,} rows of DATA_FILE (CSV, JSON Lines or Parquet, maybe "
+        "gzipped), infer a dataset spec and write it, printing one line per column: what it became and why.",
+    )
+    init.add_argument("file", type=Path, metavar="DATA_FILE")
+    init.add_argument("--dataset", required=True, help="dataset name: lowercase letters, digits, single hyphens")
+    init.add_argument("--labels", required=True, metavar="L1,L2[,...]", help="the label categories")
+    init.add_argument("--id-column", metavar="COL", help="the record id column (default: inferred)")
+    init.add_argument(
+        "--model",
+        type=Path,
+        metavar="MODEL_FILE",
+        help="your scikit-learn model (joblib file or model.tar.gz): its classes and input columns go into the "
+        "spec. Loading it runs code from the file (it is a pickle): pass only a model you trust",
+    )
+    init.add_argument("--model-uri", metavar="S3_URI", help="where the model will live (default: local mode's bucket)")
+    init.add_argument("--out", type=Path, metavar="SPEC_FILE", help="where to write the spec (default: NAME.json)")
+    init.add_argument("--force", action="store_true", help="overwrite SPEC_FILE")
+    init.set_defaults(handler=_init)
+
+    validate = commands.add_parser(
+        "validate",
+        parents=[common],
+        help="check a dataset spec, and a data file against it",
+        description="Check SPEC (one line per problem: field, value, what is allowed); with DATA_FILE, check its "
+        f"first {SAMPLE_ROWS:,} rows against the spec. Exit 0: ok; 1: problems found; 2: unusable input.",
+    )
+    validate.add_argument("spec", type=Path, metavar="SPEC")
+    validate.add_argument("data", type=Path, nargs="?", metavar="DATA_FILE")
+    validate.set_defaults(handler=_validate)
+
+
+def _local_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    demo = commands.add_parser(
+        "demo", parents=[common], help="run the whole workflow locally on the bundled reviews dataset"
+    )
+    _local_options(demo)
     demo.set_defaults(handler=_demo)
 
-    run = commands.add_parser("run", help="run the whole workflow locally on your own file")
-    run.add_argument("file", type=Path)
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run the whole workflow locally on your own file",
+        description="Exit 0 only when the run SUCCEEDED; PARTIAL or FAILED exit 1 with one line on stderr.",
+    )
+    run.add_argument("file", type=Path, metavar="FILE")
     run.add_argument("--local", action="store_true", help="run on the local stand-ins (required)")
     run.add_argument("--spec", type=Path, required=True, help="the dataset spec (JSON)")
     run.add_argument("--model", type=Path, help="the model file the spec's model.s3_uri names")
     run.add_argument("--truth", type=Path, help="known labels (CSV record_id,label or JSON): workers and accuracy")
-    local_options(run)
+    _local_options(run)
     run.set_defaults(handler=_run)
 
-    invoke = commands.add_parser("invoke", help="run one function's handler in-process (sam local invoke, no Docker)")
+    features = commands.add_parser(
+        "features", parents=[common], help="query the local feature store of the last local run"
+    )
+    features.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    features.add_argument("--dataset", help="the dataset whose feature group to query")
+    features.add_argument("--group", help="a feature group name (overrides --dataset)")
+    features.add_argument("--record-id")
+    features.set_defaults(handler=_features)
+
+
+def _aws_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    invoke = commands.add_parser(
+        "invoke", parents=[common], help="run one function's handler in-process (sam local invoke, no Docker)"
+    )
     invoke.add_argument("function", help="folder name under functions/ or template logical id")
     invoke.add_argument("-e", "--event", required=True, help="event file, e.g. events/plan_processing.json")
     invoke.set_defaults(handler=_invoke)
 
-    start = commands.add_parser("start", help="start a run on the deployed stack for an object under raw/")
+    start = commands.add_parser(
+        "start", parents=[common], help="start a run on the deployed stack for an object under raw/"
+    )
     start.add_argument("uri", help="s3://bucket/raw/<dataset>/<file>")
     start.add_argument("--state-machine-arn")
     start.add_argument("--stack", default="labelflow", help="stack to read the state machine ARN from")
     start.set_defaults(handler=_start)
 
-    status = commands.add_parser("status", help="show a deployed execution's status and run.json")
+    status = commands.add_parser("status", parents=[common], help="show a deployed execution's status and run.json")
     status.add_argument("execution_arn")
     status.set_defaults(handler=_status)
 
-    publish = commands.add_parser("publish", help="upload the processing code to a deployed data bucket")
+    publish = commands.add_parser(
+        "publish", parents=[common], help="upload the processing code to a deployed data bucket"
+    )
     publish.add_argument("--bucket", required=True)
     publish.set_defaults(handler=_publish)
 
-    features = commands.add_parser("features", help="query the local feature store of the last local run")
-    features.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    features.add_argument("--group", default="labelflow-reviews")
-    features.add_argument("--record-id")
-    features.set_defaults(handler=_features)
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="labelflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="on an error, print the traceback")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _onboarding_commands(commands, common)
+    _local_commands(commands, common)
+    _aws_commands(commands, common)
     return root
+
+
+def _one_line(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    first = str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+    return first if len(first) <= 400 else first[:397] + "..."
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"labelflow: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        expected = isinstance(exc, INPUT_ERRORS)
+        if args.debug:
+            traceback.print_exc()
+        hint = "" if expected or args.debug else " (--debug for the traceback)"
+        kind = "" if expected else f"{type(exc).__name__}: "
+        print(f"labelflow: {kind}{_one_line(exc)}{hint}", file=sys.stderr)
+        return 2 if expected else 1
     return code
 
 

@@ -1,4 +1,7 @@
-"""LocalCloud: moto's S3, IAM, SageMaker and Step Functions, plus labelflow's stand-ins, set up from template.yaml."""
+"""LocalCloud: moto's S3, IAM, SageMaker and Step Functions, plus labelflow's stand-ins, set up from template.yaml.
+
+Feature groups are not in the template: each dataset's first run creates its own, as on AWS.
+"""
 
 from __future__ import annotations
 
@@ -17,18 +20,31 @@ import boto3
 from moto import mock_aws
 
 from labelflow import aws
+from labelflow.feature_groups import FeatureStoreConfig, ensure_feature_group
+from labelflow.layout import feature_group_name
+from labelflow.models.run import FeatureGroupLineage
+from labelflow.models.spec import DatasetSpec
 from labelflow_local import engine
-from labelflow_local.featurestore import FeatureGroup, LocalFeatureStore
+from labelflow_local.featurestore import LocalFeatureStore
 from labelflow_local.functions import FunctionRegistry
 from labelflow_local.processing import LocalProcessing, download_prefix
 from labelflow_local.publish import publish_processing_code
 from labelflow_local.review import LocalGroundTruth, WorkerAnswers
-from labelflow_local.template import PROJECT_ROOT, Resolver, functions, load_template, snake_case
+from labelflow_local.template import (
+    LOCAL_BUCKET,
+    LOCAL_STACK,
+    PROJECT_ROOT,
+    Resolver,
+    functions,
+    load_template,
+    snake_case,
+)
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
-BUCKET = "labelflow-demo"
+BUCKET = LOCAL_BUCKET
 STATE_MACHINE_NAME = "labelflow"
+STACK_NAME = LOCAL_STACK
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -62,6 +78,9 @@ class LocalCloud:
         self.bucket = bucket
         self.region = REGION
         self.account = ACCOUNT
+        self.feature_store = LocalFeatureStore(store_root, REGION, ACCOUNT)
+        # Clients copy the session's handlers when they are created: register before any client exists.
+        self.feature_store.register(boto3.DEFAULT_SESSION.events)  # type: ignore[union-attr]
         self.s3: Any = boto3.client("s3", region_name=REGION)
         self.sfn: Any = boto3.client("stepfunctions", region_name=REGION)
         self.iam: Any = boto3.client("iam", region_name=REGION)
@@ -71,7 +90,6 @@ class LocalCloud:
         self.roles = {name: self._role(name) for name in self._resources_of("AWS::IAM::Role")}
         self.resolver = Resolver(self.template, refs=self._refs(), attributes=self._attributes())
         self.functions = FunctionRegistry(functions(self.template, self.resolver), REGION, ACCOUNT)
-        self.feature_store = LocalFeatureStore(store_root, REGION, ACCOUNT)
         self.workers = workers
 
     # set-up -------------------------------------------------------------------------------------
@@ -97,7 +115,7 @@ class LocalCloud:
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
             "AWS::Partition": "aws",
-            "AWS::StackName": "labelflow",
+            "AWS::StackName": STACK_NAME,
         }
         refs.update(dict.fromkeys(self._resources_of("AWS::S3::Bucket"), self.bucket))
         refs.update(dict.fromkeys(self._resources_of("AWS::Serverless::StateMachine"), self.state_machine_arn))
@@ -131,32 +149,19 @@ class LocalCloud:
         self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
         role = next(iter(self.roles.values()), f"arn:aws:iam::{ACCOUNT}:role/labelflow")
         self.sfn.create_state_machine(name=STATE_MACHINE_NAME, definition=self._definition(), roleArn=role)
-        for name, resource in self._resources_of("AWS::SageMaker::FeatureGroup").items():
-            self._create_feature_group(name, resource["Properties"])
         publish_processing_code(self.s3, self.bucket)
-        self.feature_store.register(boto3.DEFAULT_SESSION.events)  # type: ignore[union-attr]
 
-    def _create_feature_group(self, logical_id: str, properties: dict[str, Any]) -> None:
-        name = self.resolver.resolve(properties["FeatureGroupName"])
-        definitions = properties["FeatureDefinitions"]
-        self.sagemaker.create_feature_group(
-            FeatureGroupName=name,
-            RecordIdentifierFeatureName=properties["RecordIdentifierFeatureName"],
-            EventTimeFeatureName=properties["EventTimeFeatureName"],
-            FeatureDefinitions=definitions,
-            OnlineStoreConfig={"EnableOnlineStore": True},
-            OfflineStoreConfig=self.resolver.resolve_deep(properties["OfflineStoreConfig"]),
-            RoleArn=next(iter(self.roles.values())),
+    def feature_group_name(self, dataset: str) -> str:
+        """The dataset's group in this stack, as PlanProcessing names it."""
+        return feature_group_name(
+            self.functions.resolve("plan_processing").environment["FEATURE_GROUP_PREFIX"], dataset
         )
-        self.feature_store.add_group(
-            FeatureGroup(
-                name=name,
-                record_id=properties["RecordIdentifierFeatureName"],
-                event_time=properties["EventTimeFeatureName"],
-                features={d["FeatureName"]: d["FeatureType"] for d in definitions},
-                created_epoch=int(time.time()),
-            )
-        )
+
+    def ensure_feature_group(self, spec: DatasetSpec) -> FeatureGroupLineage:
+        """Create (or check) the dataset's group as its first run's PlanProcessing would: for replaying later steps."""
+        environment = self.functions.resolve("plan_processing").environment
+        config = FeatureStoreConfig(environment["FEATURE_STORE_ROLE_ARN"], environment["OFFLINE_STORE_S3_URI"])
+        return ensure_feature_group(self.sagemaker, self.feature_group_name(spec.dataset), spec, config)
 
     # running ------------------------------------------------------------------------------------
 

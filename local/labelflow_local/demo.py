@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-from labelflow.layout import RunLayout
+from labelflow.layout import RunLayout, feature_group_name
 from labelflow.models.run import RunManifest
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import S3Location, get_json
 from labelflow_local.cloud import LocalCloud, local_cloud
 from labelflow_local.review import SimulatedWorkers, WorkerAnswers, read_labels
-from labelflow_local.template import PROJECT_ROOT
+from labelflow_local.template import LOCAL_STACK, PROJECT_ROOT
 
 DEMO_DATA = PROJECT_ROOT / "demo/data/reviews.csv"
 DEMO_SPEC = PROJECT_ROOT / "demo/datasets/reviews.json"
@@ -39,6 +39,7 @@ class RunReport:
     run_json: str
     exported_to: Path
     seconds: float
+    feature_group: str
     label_accuracy: dict[str, float] = field(default_factory=dict)
     features: dict[str, dict[str, str]] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -141,7 +142,8 @@ def run_local(
         manifest = RunManifest.model_validate(get_json(cloud.s3, cloud.bucket, layout.run_manifest_key))
         exported = cloud.export(layout.prefix, workdir / "s3")
         cloud.feature_store.flush()
-        features = cloud.feature_store.online_records(spec.feature_group_name)
+        group = manifest.feature_group.name if manifest.feature_group else feature_group_name(LOCAL_STACK, spec.dataset)
+        features = cloud.feature_store.online_records(group)
         seconds = time.perf_counter() - started
         return RunReport(
             manifest=manifest,
@@ -149,6 +151,7 @@ def run_local(
             run_json=f"s3://{cloud.bucket}/{layout.run_manifest_key}",
             exported_to=exported,
             seconds=seconds,
+            feature_group=group,
             label_accuracy=label_accuracy(features, known),
             features=features,
             stage_seconds=stage_seconds(history),
@@ -157,7 +160,7 @@ def run_local(
 
 def run_id_of(execution_arn: str, dataset: str) -> str:
     """Executions are named `<dataset>-<run_id>` (labelflow.layout.execution_name)."""
-    return execution_arn.rsplit(":", 1)[-1].removeprefix(f"{dataset}-")
+    return execution_arn.rsplit("-", 1)[-1]
 
 
 def label_accuracy(features: dict[str, dict[str, str]], truth: dict[str, str]) -> dict[str, float]:
@@ -169,24 +172,68 @@ def label_accuracy(features: dict[str, dict[str, str]], truth: dict[str, str]) -
     return {source: sum(results) / len(results) for source, results in sorted(hits.items())}
 
 
+def _error_message(cause: str) -> str:
+    """The message of a failure's cause: a Lambda error payload's errorMessage, a failed job's FailureReason."""
+    try:
+        payload = json.loads(cause)
+    except json.JSONDecodeError:
+        payload = None
+    if isinstance(payload, dict):
+        cause = str(payload.get("errorMessage") or payload.get("FailureReason") or cause)
+    first = cause.strip().splitlines()[0] if cause.strip() else "no cause given"
+    return first if len(first) <= 300 else first[:297] + "..."
+
+
+def reason(report: RunReport) -> str | None:
+    """Why a run did not succeed, in one sentence with what to look at; None when it succeeded."""
+    manifest, counts = report.manifest, report.manifest.counts
+    if manifest.status == "SUCCEEDED":
+        return None
+    if manifest.error is not None:
+        return f"{manifest.error.error}: {_error_message(manifest.error.cause)}"
+    parts = []
+    if counts.rejected:
+        parts.append(f"{counts.rejected} rows rejected by processing (rejected.jsonl under processed/ says why)")
+    if counts.unlabeled:
+        parts.append(f"{counts.unlabeled} records got no label from reviewers (answer them: --answers FILE)")
+    if counts.ingest_failed:
+        parts.append(
+            f"{counts.ingest_failed} records not ingested into feature group {report.feature_group} "
+            "(ingest-failures.jsonl says why)"
+        )
+    return "; ".join(parts) or "not every record was accounted for"
+
+
+def outcome(report: RunReport) -> str:
+    """One line for stderr: the run, its status, why, and where its run.json is."""
+    line = f"run {report.manifest.run_id}: {report.manifest.status}"
+    why = reason(report)
+    return f"{line}: {why}: see {report.exported_to / 'run.json'}" if why else line
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def summary(report: RunReport) -> str:
     counts = report.manifest.counts
     failed = sum(n or 0 for n in (counts.rejected, counts.unlabeled, counts.ingest_failed))
+    labeled = (counts.model_labeled or 0) + (counts.human_labeled or 0)
     lines = [
         f"run {report.manifest.run_id}: {report.manifest.status} (execution {report.execution_status})",
-        f"  records in      {counts.records_in}",
-        f"  auto-labeled    {counts.auto_labeled}",
-        f"  sent to humans  {counts.sent_to_review}",
-        f"  labeled         {(counts.model_labeled or 0) + (counts.human_labeled or 0)} "
-        f"({counts.model_labeled} by the model, {counts.human_labeled} by humans)",
-        f"  ingested        {counts.ingested}",
-        f"  failed          {failed} (rejected {counts.rejected}, unlabeled {counts.unlabeled}, "
-        f"ingest failed {counts.ingest_failed})",
+        f"  records in      {_count(counts.records_in)}",
+        f"  auto-labeled    {_count(counts.auto_labeled)}",
+        f"  sent to humans  {_count(counts.sent_to_review)}",
+        f"  labeled         {labeled} ({_count(counts.model_labeled)} by the model, "
+        f"{_count(counts.human_labeled)} by humans)",
+        f"  ingested        {_count(counts.ingested)} into feature group {report.feature_group}",
+        f"  failed          {failed} (rejected {_count(counts.rejected)}, unlabeled {_count(counts.unlabeled)}, "
+        f"ingest failed {_count(counts.ingest_failed)})",
     ]
     for source, accuracy in report.label_accuracy.items():
         lines.append(f"  label accuracy ({source}) {accuracy:.1%}")
-    if report.manifest.error:
-        lines.append(f"  error           {report.manifest.error.error}: {report.manifest.error.cause}")
+    if why := reason(report):
+        lines.append(f"  why             {why}")
     lines += [
         f"  run.json        {report.run_json}",
         f"                  (copied to {report.exported_to / 'run.json'})",
@@ -199,13 +246,24 @@ def summary(report: RunReport) -> str:
 
 
 def report_json(report: RunReport) -> str:
+    """The run report for scripts: outcome, counts, feature group, artifacts, run.json; `run` is the whole run.json."""
+    manifest = report.manifest
     return json.dumps(
         {
-            "run": report.manifest.model_dump(mode="json"),
-            "execution_status": report.execution_status,
+            "run_id": manifest.run_id,
+            "dataset": manifest.dataset,
+            "status": manifest.status,
+            "reason": reason(report),
+            "counts": manifest.counts.model_dump(mode="json"),
+            "feature_group": report.feature_group,
+            "artifacts": manifest.artifacts.model_dump(mode="json", exclude_none=True),
+            "run_json": report.run_json,
+            "run_json_copy": str(report.exported_to / "run.json"),
             "seconds": round(report.seconds, 3),
+            "execution_status": report.execution_status,
             "label_accuracy": report.label_accuracy,
             "stage_seconds": report.stage_seconds,
+            "run": manifest.model_dump(mode="json"),
         },
         indent=2,
     )

@@ -1,7 +1,10 @@
-"""Local Feature Store runtime: PutRecord/GetRecord answered in-process, stored on disk.
+"""Local SageMaker Feature Store: feature groups and PutRecord/GetRecord answered in-process, stored on disk.
 
-Online store: the latest record per id (by event time), as Feature Store keeps it. Offline store:
-every accepted write as Parquet under Feature Store's offline layout, partitioned by event time hour.
+Control plane: CreateFeatureGroup and DescribeFeatureGroup are answered here, because moto 5.2.5 raises a bare
+KeyError for a group that does not exist (no ResourceNotFound), never reports a group as Creating, and leaves out
+OnlineStoreConfig and Description. Every request is first checked against botocore's service model.
+Online store: the latest record per id (by event time), as Feature Store keeps it. Offline store: every accepted
+write as Parquet under Feature Store's offline layout, partitioned by event time hour.
 Calls are intercepted at botocore's `before-call` event, so the real handlers' clients are unchanged.
 """
 
@@ -11,6 +14,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.model import ListShape, OperationModel, Shape, StringShape, StructureShape
 
 SERVICE = "sagemaker-featurestore-runtime"
+CONTROL_PLANE = "sagemaker"
+CONTROL_OPERATIONS = ("CreateFeatureGroup", "DescribeFeatureGroup")
 RESERVED = ("api_invocation_time", "write_time", "is_deleted")
 
 
@@ -32,8 +39,67 @@ class FeatureGroup:
     created_epoch: int
 
 
-class ValidationError(Exception):
-    pass
+class ServiceError(Exception):
+    """An error the service would answer with; `code` is the error code botocore raises."""
+
+    code = "ValidationError"
+
+
+class ValidationError(ServiceError):
+    """Feature Store runtime's invalid-request error."""
+
+
+class ValidationException(ServiceError):
+    """SageMaker's invalid-request error."""
+
+    code = "ValidationException"
+
+
+class ResourceNotFound(ServiceError):
+    code = "ResourceNotFound"
+
+
+class ResourceInUse(ServiceError):
+    code = "ResourceInUse"
+
+
+def _constraint_problems(shape: Shape, value: Any, path: str) -> list[str]:
+    """What botocore's own validation skips (pattern, enum, max): the service checks them."""
+    problems: list[str] = []
+    if isinstance(shape, StructureShape) and isinstance(value, dict):
+        for name, item in value.items():
+            if name in shape.members:
+                problems += _constraint_problems(shape.members[name], item, f"{path}.{name}")
+    elif isinstance(shape, ListShape) and isinstance(value, list):
+        for index, item in enumerate(value):
+            problems += _constraint_problems(shape.member, item, f"{path}[{index}]")
+    maximum = shape.metadata.get("max")
+    if isinstance(value, str | list) and maximum is not None and len(value) > maximum:
+        problems.append(f"{path}: length {len(value)} is over {maximum}")
+    if isinstance(shape, StringShape) and isinstance(value, str):
+        if shape.enum and value not in shape.enum:
+            problems.append(f"{path}: {value!r} is not one of {', '.join(shape.enum)}")
+        pattern = shape.metadata.get("pattern")
+        if pattern and not _matches(pattern, value):
+            problems.append(f"{path}: {value!r} does not match {pattern}")
+    return problems
+
+
+def _matches(pattern: str, value: str) -> bool:
+    try:
+        # The models' patterns are unanchored Java regexes; the services match whole values.
+        return re.fullmatch(pattern, value) is not None
+    except re.error:
+        return True  # a Java-only construct: botocore's own checks are all we have
+
+
+def check_request(operation: OperationModel, params: dict[str, Any], error: type[ServiceError]) -> None:
+    """Refuse a request the real service would refuse for breaking its model's constraints."""
+    if operation.input_shape is None:
+        return
+    problems = _constraint_problems(operation.input_shape, params, operation.name)
+    if problems:
+        raise error(f"{len(problems)} validation error(s): {'; '.join(problems)}")
 
 
 # Feature Store's EventTime formats: yyyy-MM-dd'T'HH:mm:ssZ and yyyy-MM-dd'T'HH:mm:ss.SSSZ (a String
@@ -53,11 +119,17 @@ def _event_time(value: str, kind: str = "String", feature: str = "event time") -
 
 
 class LocalFeatureStore:
-    def __init__(self, root: Path, region: str, account: str) -> None:
+    """Feature groups and their records. `describes_while_creating`: how many DescribeFeatureGroup calls a new
+    group answers Creating before it is Created (0: usable at once; AWS takes about a minute)."""
+
+    def __init__(self, root: Path, region: str, account: str, describes_while_creating: int = 0) -> None:
         self.root = root
         self._region = region
         self._account = account
+        self.describes_while_creating = describes_while_creating
         self._groups: dict[str, FeatureGroup] = {}
+        self._described: dict[str, dict[str, Any]] = {}
+        self._creating: dict[str, int] = {}
         self._online: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
         self._offline: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._lock = threading.Lock()
@@ -65,10 +137,80 @@ class LocalFeatureStore:
     def add_group(self, group: FeatureGroup) -> None:
         self._groups[group.name] = group
 
-    def put_record(self, group_name: str, record: list[dict[str, str]]) -> None:
+    # control plane ------------------------------------------------------------------------------
+
+    def create_group(self, request: dict[str, Any]) -> str:
+        """CreateFeatureGroup: the group is Creating for the next `describes_while_creating` describes."""
+        name = request["FeatureGroupName"]
+        created = int(time.time())
+        arn = f"arn:aws:sagemaker:{self._region}:{self._account}:feature-group/{name.lower()}"
+        described = {
+            **request,
+            "FeatureGroupArn": arn,
+            "CreationTime": datetime.fromtimestamp(created, UTC),
+            "OfflineStoreConfig": self._resolved_offline_config(request.get("OfflineStoreConfig"), name, created),
+        }
+        group = FeatureGroup(
+            name=name,
+            record_id=request["RecordIdentifierFeatureName"],
+            event_time=request["EventTimeFeatureName"],
+            features={d["FeatureName"]: d["FeatureType"] for d in request["FeatureDefinitions"]},
+            created_epoch=created,
+        )
+        with self._lock:
+            if name in self._groups:
+                raise ResourceInUse(
+                    f"Resource Already Exists: FeatureGroup with name {name} already exists. Choose a different name."
+                )
+            self._groups[name] = group
+            self._described[name] = {key: value for key, value in described.items() if value is not None}
+            self._creating[name] = self.describes_while_creating
+        return arn
+
+    def _resolved_offline_config(self, config: dict[str, Any] | None, name: str, created: int) -> dict[str, Any] | None:
+        """What Feature Store adds to an offline store config: the resolved data prefix and the Glue table."""
+        if config is None:
+            return None
+        storage = config["S3StorageConfig"]
+        resolved = f"{storage['S3Uri'].rstrip('/')}/{self._account}/sagemaker/{self._region}/offline-store/"
+        return {
+            **config,
+            "S3StorageConfig": {**storage, "ResolvedOutputS3Uri": f"{resolved}{name}-{created}/data"},
+            "DataCatalogConfig": {
+                "TableName": f"{name.replace('-', '_')}_{created}",
+                "Catalog": "AwsDataCatalog",
+                "Database": "sagemaker_featurestore",
+            },
+        }
+
+    def describe_group(self, name: str) -> dict[str, Any]:
+        """DescribeFeatureGroup, by name or ARN."""
+        name = name.rsplit("/", 1)[-1]
+        with self._lock:
+            if name not in self._described:
+                raise ResourceNotFound(
+                    f"Resource Not Found: Amazon SageMaker can't find a FeatureGroup with name {name}"
+                )
+            creating = self._creating[name] > 0
+            if creating:
+                self._creating[name] -= 1
+            return {**self._described[name], "FeatureGroupStatus": "Creating" if creating else "Created"}
+
+    # records ------------------------------------------------------------------------------------
+
+    def _usable(self, group_name: str) -> FeatureGroup:
         group = self._groups.get(group_name)
         if group is None:
-            raise ValidationError(f"feature group {group_name} does not exist")
+            # What Feature Store answers (aws/sagemaker-python-sdk#2606): a ValidationError, not ResourceNotFound.
+            raise ValidationError(
+                f"Resource Not Found: Amazon SageMaker can't find a FeatureGroup with name [{group_name}]."
+            )
+        if self._creating.get(group_name, 0) > 0:
+            raise ValidationError(f"feature group {group_name} is still Creating: it cannot take records yet")
+        return group
+
+    def put_record(self, group_name: str, record: list[dict[str, str]]) -> None:
+        group = self._usable(group_name)
         values = {item["FeatureName"]: item["ValueAsString"] for item in record}
         unknown = sorted(set(values) - set(group.features))
         if unknown:
@@ -99,7 +241,10 @@ class LocalFeatureStore:
 
     def get_record(self, group_name: str, record_id: str) -> list[dict[str, str]] | None:
         if group_name not in self._groups:
-            raise ValidationError(f"feature group {group_name} does not exist")
+            # GetRecord's model lists ResourceNotFound (PutRecord's does not).
+            raise ResourceNotFound(
+                f"Resource Not Found: Amazon SageMaker can't find a FeatureGroup with name [{group_name}]."
+            )
         with self._lock:
             values = self._online[group_name].get(record_id)
         return [{"FeatureName": k, "ValueAsString": v} for k, v in values.items()] if values else None
@@ -169,6 +314,9 @@ class LocalFeatureStore:
     def register(self, events: Any) -> None:
         events.register(f"before-parameter-build.{SERVICE}", self._remember_params)
         events.register(f"before-call.{SERVICE}", self._answer)
+        for operation in CONTROL_OPERATIONS:
+            events.register(f"before-parameter-build.{CONTROL_PLANE}.{operation}", self._remember_params)
+            events.register(f"before-call.{CONTROL_PLANE}.{operation}", self._answer_control)
 
     @staticmethod
     def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -177,17 +325,30 @@ class LocalFeatureStore:
     def _answer(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
         params = context.get("labelflow_params", {})
         try:
+            check_request(model, params, ValidationError)
             if model.name == "PutRecord":
                 self.put_record(params["FeatureGroupName"], params["Record"])
                 return _response(200, {})
             if model.name == "GetRecord":
                 record = self.get_record(params["FeatureGroupName"], params["RecordIdentifierValueAsString"])
                 return _response(200, {"Record": record} if record else {})
-        except ValidationError as exc:
-            return _response(400, {"Error": {"Code": "ValidationError", "Message": str(exc)}})
-        return _response(
-            400, {"Error": {"Code": "ValidationError", "Message": f"{model.name} is not emulated locally"}}
-        )
+        except ServiceError as exc:
+            return _error(exc)
+        return _error(ValidationError(f"{model.name} is not emulated locally"))
+
+    def _answer_control(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        params = context.get("labelflow_params", {})
+        try:
+            check_request(model, params, ValidationException)
+            if model.name == "CreateFeatureGroup":
+                return _response(200, {"FeatureGroupArn": self.create_group(params)})
+            return _response(200, self.describe_group(params["FeatureGroupName"]))
+        except ServiceError as exc:
+            return _error(exc)
+
+
+def _error(exc: ServiceError) -> tuple[AWSResponse, dict[str, Any]]:
+    return _response(400, {"Error": {"Code": exc.code, "Message": str(exc)}})
 
 
 def _response(status: int, parsed: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:

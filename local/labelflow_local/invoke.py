@@ -48,4 +48,6 @@ def invoke(function: str, event: Any, log_level: str = "INFO") -> Any:
         local_cloud(workers, Path(tmp), log_level=log_level) as cloud,
     ):
         seed(cloud)
+        # Planning creates a dataset's feature group on its first run; a step replayed alone finds it ready.
+        cloud.ensure_feature_group(DatasetSpec.model_validate_json((DEMO / "datasets/reviews.json").read_bytes()))
         return cloud.invoke(function, event)

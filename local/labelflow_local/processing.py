@@ -42,6 +42,25 @@ def upload_tree(s3: Any, source: Path, s3_uri: str) -> int:
     return len(files)
 
 
+def unsupported_input(item: dict[str, Any]) -> str | None:
+    """Why a ProcessingInput cannot be emulated locally, None when it can.
+
+    Local mode copies S3 prefixes in File mode (ProcessingS3Input's S3DataType S3Prefix, S3InputMode File);
+    LocalPath must begin with /opt/ml/processing/ (botocore's sagemaker service model, ProcessingS3Input).
+    """
+    name = item.get("InputName", "?")
+    if item.get("AppManaged"):
+        return None
+    s3_input = item.get("S3Input")
+    if s3_input is None:
+        return f"input {name}: only S3Input inputs are emulated locally (not DatasetDefinition)"
+    if s3_input.get("S3DataType", "S3Prefix") != "S3Prefix" or s3_input.get("S3InputMode", "File") != "File":
+        return f"input {name}: only S3Prefix inputs in File mode are emulated locally"
+    if not str(s3_input.get("LocalPath", "")).startswith("/opt/ml/processing/"):
+        return f"input {name}: LocalPath must begin with /opt/ml/processing/"
+    return None
+
+
 class LocalProcessing:
     """Runs CreateProcessingJob requests to completion and answers with DescribeProcessingJob's shape."""
 
@@ -60,15 +79,22 @@ class LocalProcessing:
             "CreationTime": started.isoformat(),
             "ProcessingStartTime": started.isoformat(),
         }
+        inputs = request.get("ProcessingInputs", [])
+        if reasons := [reason for reason in map(unsupported_input, inputs) if reason]:
+            describe.update(ProcessingJobStatus="Failed", FailureReason="; ".join(reasons)[:1024], ExitMessage="")
+            describe["ProcessingEndTime"] = datetime.now(UTC).isoformat()
+            return describe
         with tempfile.TemporaryDirectory(prefix=f"labelflow-{name}-") as tmp:
             root = Path(tmp)
 
             def local(path: str) -> str:
                 return str(root / path[1:]) if path.startswith(_CONTAINER_ROOT) else path
 
-            for item in request.get("ProcessingInputs", []):
-                s3_input = item["S3Input"]
-                download_prefix(self._s3, s3_input["S3Uri"], Path(local(s3_input["LocalPath"])))
+            # Every input the same way (data, spec, code, model, state...): its objects under its LocalPath.
+            for item in inputs:
+                if not item.get("AppManaged"):
+                    s3_input = item["S3Input"]
+                    download_prefix(self._s3, s3_input["S3Uri"], Path(local(s3_input["LocalPath"])))
             config = root / "opt/ml/config"
             config.mkdir(parents=True, exist_ok=True)
             (config / "processingjobconfig.json").write_text(json.dumps(request, default=str))

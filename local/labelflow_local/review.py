@@ -112,7 +112,13 @@ class TerminalReviewer:
 
     def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]:
         labels: list[str] = list(task_input["labels"])
-        self._say(f"\n[{task_input['record_id']}] {task_input['text']}")
+        self._say(f"\n[{task_input['record_id']}]")
+        rows = task_input.get("rows") or [{"column": "record", "value": task_input["text"]}]
+        width = max(len(str(row["column"])) for row in rows)
+        for row in rows:
+            self._say(f"  {str(row['column']):<{width}}  {row['value']}")
+        if suggestion := task_input.get("suggestion"):
+            self._say(f"  (the model suggests {suggestion['label']}, {suggestion['confidence']} sure)")
         choices = "  ".join(f"{number}) {label}" for number, label in enumerate(labels, start=1))
         while True:
             reply = self._ask(f"{choices}  (enter to skip) > ").strip()

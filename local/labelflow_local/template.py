@@ -10,6 +10,9 @@ from typing import Any
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Local mode's one data bucket and the stack name it gives the template (feature groups are `<stack>-<dataset>`).
+LOCAL_BUCKET = "labelflow-demo"
+LOCAL_STACK = "labelflow"
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 
 

@@ -53,7 +53,7 @@ def test_terminal_reviewer_takes_a_number_or_a_label_and_skips_on_enter() -> Non
     first, second, third = (reviewer.answer(TASK, 1) for _ in range(3))
     # Then the answers are positive, negative and none, and the bad reply was explained
     assert first == [("local.terminal", "positive")] and second == [("local.terminal", "negative")] and third == []
-    assert any("pick 1-2" in line for line in said) and "works well" in said[0]
+    assert any("pick 1-2" in line for line in said) and any("works well" in line for line in said)
 
 
 def test_the_crowd_size_per_record_can_be_set_for_local_runs() -> None:

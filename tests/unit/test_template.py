@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 
-from labelflow.models.spec import LABEL_FEATURES, DatasetSpec, output_features
+from labelflow.errors import FeatureGroupNotReady
 from labelflow_local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "state_machines" / "labeling.asl.json"
 SAMCONFIG = ROOT / "samconfig.toml"
-
-RESERVED_FEATURE_NAMES = {"is_deleted", "write_time", "api_invocation_time"}
 
 
 # -------------------------------------------------------------------------- helpers
@@ -194,25 +192,106 @@ def test_state_machine_passes_only_the_sagemaker_role_to_sagemaker(resources: di
         assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
-def test_feature_group_has_string_identifier_and_event_time_and_no_reserved_names(
-    resources: dict[str, Any],
+STACK_FEATURE_GROUPS = {
+    "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:feature-group/${AWS::StackName}-*"
+}
+
+
+def function_statements(resources: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return list(iter_statements(resources[name]["Properties"].get("Policies", [])))
+
+
+def grants(resources: dict[str, Any], name: str, prefix: str) -> dict[str, list[Any]]:
+    """A function's Allow grants of one service (`prefix`, e.g. "sagemaker:"): action → resources."""
+    granted: dict[str, list[Any]] = {}
+    for statement in function_statements(resources, name):
+        for action in as_list(statement["Action"]):
+            if statement["Effect"] == "Allow" and action.startswith(prefix):
+                granted.setdefault(action, []).extend(as_list(statement["Resource"]))
+    return granted
+
+
+def test_no_feature_group_is_declared_each_dataset_creates_its_own(resources: dict[str, Any]) -> None:
+    # Given the template's resources
+    # When feature groups are looked for / Then there are none: a dataset's first run creates its group from its spec
+    assert resources_of_type(resources, "AWS::SageMaker::FeatureGroup") == {}
+
+
+def test_planning_may_create_and_describe_only_the_stacks_feature_groups(resources: dict[str, Any]) -> None:
+    # Given PlanProcessing's grants
+    # When its SageMaker and IAM grants are read
+    sagemaker = grants(resources, "PlanProcessingFunction", "sagemaker:")
+    pass_role = [
+        s for s in function_statements(resources, "PlanProcessingFunction") if "iam:PassRole" in as_list(s["Action"])
+    ]
+    # Then it may create and describe groups named <stack>-*, and pass the Feature Store role to SageMaker only
+    assert sagemaker == {
+        "sagemaker:CreateFeatureGroup": [STACK_FEATURE_GROUPS],
+        "sagemaker:DescribeFeatureGroup": [STACK_FEATURE_GROUPS],
+    }
+    (statement,) = pass_role
+    assert as_list(statement["Resource"]) == [{"Fn::GetAtt": ["FeatureStoreRole", "Arn"]}]
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_ingestion_may_describe_and_write_only_the_stacks_feature_groups(resources: dict[str, Any]) -> None:
+    # Given IngestFeatures' grants
+    # When its SageMaker grants are read / Then it may wait for and write to groups named <stack>-*, nothing else
+    assert grants(resources, "IngestFeaturesFunction", "sagemaker:") == {
+        "sagemaker:DescribeFeatureGroup": [STACK_FEATURE_GROUPS],
+        "sagemaker:PutRecord": [STACK_FEATURE_GROUPS],
+    }
+    assert grants(resources, "IngestFeaturesFunction", "iam:") == {}
+
+
+def test_no_other_function_touches_feature_groups(resources: dict[str, Any]) -> None:
+    # Given every function but the two that manage and write groups
+    others = set(resources_of_type(resources, "AWS::Serverless::Function")) - {
+        "PlanProcessingFunction",
+        "IngestFeaturesFunction",
+    }
+    # When their SageMaker grants are read / Then none has any
+    assert {name: grants(resources, name, "sagemaker:") for name in sorted(others)} == dict.fromkeys(sorted(others), {})
+
+
+def test_routing_may_publish_the_transform_state(resources: dict[str, Any]) -> None:
+    # Given RouteByConfidence's S3 grants
+    s3 = grants(resources, "RouteByConfidenceFunction", "s3:")
+    # When the transform state's prefix is looked for / Then it may write the published state there
+    assert {"Fn::Sub": "arn:${AWS::Partition}:s3:::${DataBucket}/artifacts/state/*"} in s3["s3:PutObject"]
+
+
+def test_the_feature_store_role_may_write_the_offline_store_planning_configures(
+    template: dict[str, Any], resources: dict[str, Any]
 ) -> None:
-    # Given the demo dataset's feature group
-    group = resources["ReviewsFeatureGroup"]["Properties"]
-    # When its feature definitions are read
-    types = {d["FeatureName"]: d["FeatureType"] for d in group["FeatureDefinitions"]}
-    names = [d["FeatureName"] for d in group["FeatureDefinitions"]]
-    # Then record id and event time are String features, names are unique, and none is reserved
-    assert group["RecordIdentifierFeatureName"] == "record_id"
-    assert group["EventTimeFeatureName"] == "event_time"
-    assert types["record_id"] == "String"
-    assert types["event_time"] == "String"
-    assert len(names) == len(set(names))
-    assert not RESERVED_FEATURE_NAMES & set(names)
-    assert set(types.values()) <= {"Integral", "Fractional", "String"}
-    assert {"label", "label_source", "label_confidence", "run_id"} <= set(names)
-    assert group["OfflineStoreConfig"]["S3StorageConfig"]["S3Uri"] == {"Fn::Sub": "s3://${DataBucket}/feature-store"}
-    assert group["RoleArn"] == {"Fn::GetAtt": ["FeatureStoreRole", "Arn"]}
+    # Given the offline store URI new groups get, and the role Feature Store assumes to write it
+    uri = function_env(template, "PlanProcessingFunction")["OFFLINE_STORE_S3_URI"]["Fn::Sub"]
+    role = resources["FeatureStoreRole"]["Properties"]
+    writes = [
+        resource
+        for statement in iter_statements(role["Policies"])
+        if "s3:PutObject" in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+    ]
+    # When the URI is turned into the objects under it / Then the role may put them, and SageMaker may assume it
+    assert uri == "s3://${DataBucket}/feature-store"
+    assert {"Fn::Sub": "arn:${AWS::Partition}:s3:::" + uri.removeprefix("s3://") + "/*"} in writes
+    trusted = [s["Principal"]["Service"] for s in role["AssumeRolePolicyDocument"]["Statement"]]
+    assert trusted == ["sagemaker.amazonaws.com"]
+
+
+def test_ingestion_waits_minutes_for_a_group_being_created() -> None:
+    # Given the IngestFeatures state's retriers
+    retriers = json.loads(ASL.read_text(encoding="utf-8"))["States"]["IngestFeatures"]["Retry"]
+    (retry,) = [r for r in retriers if FeatureGroupNotReady.__name__ in r["ErrorEquals"]]
+    # When the waits between its attempts are added up (interval × backoff^n, capped by MaxDelaySeconds)
+    waits = [
+        min(retry["IntervalSeconds"] * retry["BackoffRate"] ** n, retry.get("MaxDelaySeconds", float("inf")))
+        for n in range(retry["MaxAttempts"])
+    ]
+    # Then it waits for minutes (creation usually takes about one) before the run fails, never over a minute at once
+    assert sum(waits) >= 5 * 60 and max(waits) <= 60
+    assert retry["ErrorEquals"] == ["FeatureGroupNotReady"]
 
 
 def test_no_statement_allows_every_action(template: dict[str, Any]) -> None:
@@ -275,6 +354,9 @@ def test_functions_get_the_environment_their_settings_require(template: dict[str
             "PROCESSING_INSTANCE_COUNT",
             "PROCESSING_VOLUME_SIZE_GB",
             "PROCESSING_MAX_RUNTIME_SECONDS",
+            "FEATURE_GROUP_PREFIX",
+            "FEATURE_STORE_ROLE_ARN",
+            "OFFLINE_STORE_S3_URI",
         },
         "RouteByConfidenceFunction": {"DATA_BUCKET", "CONFIDENCE_THRESHOLD"},
         "IngestFeaturesFunction": {"DATA_BUCKET", "INGEST_MAX_WORKERS"},
@@ -285,6 +367,10 @@ def test_functions_get_the_environment_their_settings_require(template: dict[str
         # Then every required variable is set
         assert variables <= set(env), f"{name} lacks {variables - set(env)}"
     assert function_env(template, "OnObjectCreatedFunction")["STATE_MACHINE_ARN"] == {"Ref": "LabelingStateMachine"}
+    plan = function_env(template, "PlanProcessingFunction")
+    assert plan["FEATURE_GROUP_PREFIX"] == {"Ref": "AWS::StackName"}
+    assert plan["FEATURE_STORE_ROLE_ARN"] == {"Fn::GetAtt": ["FeatureStoreRole", "Arn"]}
+    assert template["Outputs"]["FeatureGroupPrefix"]["Value"] == {"Ref": "AWS::StackName"}
 
 
 def test_no_account_id_or_aws_partition_is_hard_coded_outside_parameter_defaults(template: dict[str, Any]) -> None:
@@ -321,13 +407,13 @@ def test_outputs_expose_what_the_cli_and_operators_need(template: dict[str, Any]
     # Given the template outputs
     outputs = template["Outputs"]
     # When their names are listed
-    # Then the bucket, workflow, layer, SageMaker role, feature group and trigger DLQ are exported
+    # Then the bucket, workflow, layer, SageMaker role, feature group prefix and trigger DLQ are exported
     assert {
         "DataBucketName",
         "StateMachineArn",
         "LayerArn",
         "SageMakerExecutionRoleArn",
-        "FeatureGroupName",
+        "FeatureGroupPrefix",
         "TriggerDeadLetterQueueUrl",
     } <= set(outputs)
 
@@ -346,17 +432,3 @@ def test_samconfig_deploys_the_labelflow_stack() -> None:
     assert deploy["capabilities"] == "CAPABILITY_IAM"
     assert deploy["confirm_changeset"] is True
     assert deploy["resolve_s3"] is True
-
-
-def test_demo_feature_group_matches_what_the_demo_spec_produces(resources: dict[str, Any]) -> None:
-    # Given the feature group template.yaml declares and the demo dataset spec
-    group = resources["ReviewsFeatureGroup"]["Properties"]
-    spec = DatasetSpec.model_validate_json((ROOT / "demo/datasets/reviews.json").read_text())
-    # When we list what ingestion writes: ids, the processed features, then labelflow's label columns
-    label_types = {"label": "String", "label_source": "String", "label_confidence": "Fractional", "run_id": "String"}
-    expected = [("record_id", "String"), ("event_time", "String"), *output_features(spec)]
-    expected += [(name, label_types[name]) for name in LABEL_FEATURES]
-    # Then the declared group has exactly those features, with those types, under the spec's name
-    declared = [(d["FeatureName"], d["FeatureType"]) for d in group["FeatureDefinitions"]]
-    assert declared == expected
-    assert group["FeatureGroupName"] == spec.feature_group_name

@@ -13,6 +13,7 @@ from labelflow.errors import RetryableAwsError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker_featurestore_runtime import SageMakerFeatureStoreRuntimeClient
     from mypy_boto3_stepfunctions import SFNClient
 
@@ -48,6 +49,11 @@ def s3() -> S3Client:
 
 def stepfunctions() -> SFNClient:
     client: SFNClient = _client("stepfunctions")
+    return client
+
+
+def sagemaker() -> SageMakerClient:
+    client: SageMakerClient = _client("sagemaker")
     return client
 
 

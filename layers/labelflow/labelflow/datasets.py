@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
@@ -12,6 +9,7 @@ from pydantic import ValidationError
 
 from labelflow.aws import error_code, raise_if_retryable
 from labelflow.errors import ConfigError, InvalidInputError, ManifestError
+from labelflow.formats import ResolvedInput, resolve_input
 from labelflow.layout import dataset_spec_keys
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import S3Location, get_bytes
@@ -19,7 +17,7 @@ from labelflow.s3 import S3Location, get_bytes
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# Enough bytes to hold any sane CSV header line.
+# Enough bytes to hold any sane header line (of gzip data too, inflated).
 HEADER_PROBE_BYTES = 64 * 1024
 
 
@@ -51,31 +49,18 @@ def read_run_spec(s3: S3Client, spec_uri: str) -> DatasetSpec:
     return _parse_spec(get_bytes(s3, location.bucket, location.key), spec_uri)
 
 
-def check_header(header_bytes: bytes, spec: DatasetSpec, where: str) -> list[str]:
-    """The CSV header's columns; raises InvalidInputError when the file cannot be this dataset."""
-    if not header_bytes.strip():
-        raise InvalidInputError(f"{where} is empty")
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    try:
-        text = decoder.decode(header_bytes, final=False)
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"{where} is not utf-8 text: {exc.reason} at byte {exc.start}") from exc
-    first_line = text.splitlines()[0] if text else ""
-    if "\x00" in first_line:
-        raise InvalidInputError(f"{where} is not a csv file")
-    try:
-        header = next(csv.reader(io.StringIO(first_line)))
-    except (csv.Error, StopIteration) as exc:
-        raise InvalidInputError(f"{where} has no readable csv header") from exc
-    columns = [column.strip() for column in header]
-    missing = [column for column in spec.required_columns if column not in columns]
-    if missing:
-        raise InvalidInputError(f"{where} is missing required columns: {', '.join(missing)}")
-    return columns
+def check_input(key: str, head: bytes, spec: DatasetSpec, where: str) -> ResolvedInput:
+    """How to read the landed file, from its key and first bytes; InvalidInputError when it cannot be this dataset."""
+    resolved = resolve_input(key, head, spec.input, where)
+    if resolved.columns is not None and resolved.format == "csv":
+        missing = [column for column in spec.required_columns if column not in resolved.columns]
+        if missing:
+            raise InvalidInputError(f"{where} is missing required columns: {', '.join(missing)}")
+    return resolved
 
 
-def probe_input(s3: S3Client, bucket: str, key: str, version_id: str | None, spec: DatasetSpec) -> int:
-    """Check a landed object's size and header without reading it whole; returns its size."""
+def probe_input(s3: S3Client, bucket: str, key: str, version_id: str | None, spec: DatasetSpec) -> ResolvedInput:
+    """Check a landed object's size, format and header without reading it whole; returns how to read it."""
     where = f"s3://{bucket}/{key}"
     extra = {"VersionId": version_id} if version_id else {}
     try:
@@ -89,5 +74,4 @@ def probe_input(s3: S3Client, bucket: str, key: str, version_id: str | None, spe
             raise InvalidInputError(f"{where} (version {version_id}) no longer exists") from exc
         raise_if_retryable(exc, f"read {where}")
         raise
-    check_header(probe["Body"].read(), spec, where)
-    return size
+    return check_input(key, probe["Body"].read(), spec, where)

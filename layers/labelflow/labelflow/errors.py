@@ -19,3 +19,7 @@ class ManifestError(LabelflowError):
 
 class RetryableAwsError(LabelflowError):
     """AWS throttled or failed transiently after botocore's own retries; safe to retry the step."""
+
+
+class FeatureGroupNotReady(LabelflowError):
+    """The dataset's feature group is still being created; the state machine retries the step until it is usable."""

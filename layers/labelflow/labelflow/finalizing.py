@@ -12,7 +12,15 @@ from pydantic import ValidationError
 from labelflow.errors import ManifestError
 from labelflow.layout import PROCESSED_STATS, RunLayout
 from labelflow.models.artifacts import ProcessingStats
-from labelflow.models.run import InputLineage, RunArtifacts, RunCounts, RunError, RunManifest, RunStatus
+from labelflow.models.run import (
+    InputLineage,
+    RunArtifacts,
+    RunCounts,
+    RunError,
+    RunManifest,
+    RunStatus,
+    TransformStateLineage,
+)
 from labelflow.models.state import FinalizeInput, WorkflowState
 from labelflow.observability import logger
 from labelflow.s3 import S3Location, copy_version, get_json, put_json
@@ -58,6 +66,12 @@ def error_of(run: WorkflowState) -> RunError | None:
     return RunError(error=run.error.error, cause=cause)
 
 
+def transform_state_of(run: WorkflowState) -> TransformStateLineage | None:
+    """The state as routing settled it (what processing used, whether it was published), else as planned."""
+    settled = run.routing.transform_state if run.routing else None
+    return settled or (run.plan.transform_state if run.plan else None)
+
+
 def build_manifest(request: FinalizeInput, stats: ProcessingStats | None, now: datetime) -> RunManifest:
     run = request.state
     plan, routing, labeling, merged, ingest = run.plan, run.routing, run.labeling, run.merge, run.ingest
@@ -77,9 +91,10 @@ def build_manifest(request: FinalizeInput, stats: ProcessingStats | None, now: d
         cache_key=plan.cache_key if plan else None,
         cache_hit=plan.cache_hit if plan else None,
         model=plan.model if plan else None,
+        transform_state=transform_state_of(run),
         processing_job=processing_job,
         labeling_job=labeling_job,
-        feature_group=ingest.feature_group if ingest else None,
+        feature_group=plan.feature_group if plan else None,
         counts=RunCounts(
             records_in=stats.records_in if stats else None,
             rejected=stats.rejected if stats else None,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from labelflow.aws import error_code
-from labelflow.datasets import read_run_spec
+from labelflow.feature_groups import require_usable
 from labelflow.layout import RunLayout
 from labelflow.models.records import IngestFailure, LabeledRecord
 from labelflow.models.state import IngestOutput, WorkflowState
@@ -18,6 +18,7 @@ from labelflow.s3 import S3Location, iter_jsonl, put_jsonl
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker_featurestore_runtime import SageMakerFeatureStoreRuntimeClient
 
 
@@ -64,10 +65,16 @@ def put_all(
 
 
 def ingest_features(
-    run: WorkflowState, s3: S3Client, featurestore: SageMakerFeatureStoreRuntimeClient, max_workers: int
+    run: WorkflowState,
+    s3: S3Client,
+    sagemaker: SageMakerClient,
+    featurestore: SageMakerFeatureStoreRuntimeClient,
+    max_workers: int,
 ) -> IngestOutput:
+    """PutRecord every labeled record into the group the plan named, once that group is usable."""
     plan, merged = run.require_plan(), run.require_merge()
-    group = read_run_spec(s3, plan.spec_uri).feature_group_name
+    group = plan.feature_group.name
+    require_usable(sagemaker, group)
     labeled = S3Location.parse(merged.labeled_uri)
     seen = 0
 

@@ -6,19 +6,24 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from labelflow.models.spec import DATASET_NAME_MAX, DATASET_NAME_PATTERN
+
 RAW_PREFIX = "raw/"
 CONFIG_DATASETS_PREFIX = "config/datasets/"
 CODE_PREFIX = "artifacts/code/"
 PROCESSING_CODE_POINTER = "artifacts/code/processing.json"
 QUARANTINE_PREFIX = "quarantine/"
-_DATASET = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_DATASET = re.compile(DATASET_NAME_PATTERN)
 _JOB_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9-]+")
+FEATURE_GROUP_NAME_MAX = 64
 
 
 def dataset_of(key: str) -> str | None:
     """The dataset a raw key belongs to (`raw/<dataset>/<file>`), or None for keys labelflow ignores."""
     parts = key.split("/")
-    if len(parts) < 3 or parts[0] != "raw" or not parts[-1] or not _DATASET.match(parts[1]):
+    if len(parts) < 3 or parts[0] != "raw" or not parts[-1]:
+        return None
+    if len(parts[1]) > DATASET_NAME_MAX or not _DATASET.match(parts[1]):
         return None
     return parts[1]
 
@@ -28,20 +33,45 @@ def run_id_for(bucket: str, key: str, version: str) -> str:
     return hashlib.sha256(f"{bucket}\0{key}\0{version}".encode()).hexdigest()[:20]
 
 
+def bounded_name(head: str, tail: str, limit: int) -> str:
+    """`<head>-<tail>` in at most `limit` chars. The tail (what makes the name unique) is never cut; a head too
+    long for the limit is shortened and ends in a hash of itself, so distinct heads stay distinct."""
+    name = f"{head}-{tail}" if tail else head
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(head.encode()).hexdigest()[:8]
+    room = limit - len(digest) - 1 - (len(tail) + 1 if tail else 0)
+    if room < 1:
+        raise ValueError(f"cannot fit a name for {head!r} and {tail!r} in {limit} characters")
+    short = f"{head[:room].rstrip('-_')}-{digest}"
+    return f"{short}-{tail}" if tail else short
+
+
 def execution_name(dataset: str, run_id: str) -> str:
-    """Step Functions execution names allow 80 chars of [0-9A-Za-z_-] for CloudWatch-friendly logging."""
-    return f"{dataset}-{run_id}"[:80]
+    """Step Functions execution names allow 80 chars of [0-9A-Za-z_-]."""
+    return bounded_name(dataset, run_id, 80)
 
 
-def job_name(*parts: str) -> str:
-    """A SageMaker job name: letters, digits and hyphens, at most 63 chars, never ending in a hyphen."""
-    name = _JOB_NAME_UNSAFE.sub("-", "-".join(parts)).strip("-")
-    return name[:63].rstrip("-")
+def job_name(prefix: str, dataset: str, *unique: str) -> str:
+    """A SageMaker job name (letters, digits, hyphens, at most 63 chars): `<prefix>-<dataset>-<unique...>`."""
+    tail = _JOB_NAME_UNSAFE.sub("-", "-".join(unique)).strip("-")
+    return bounded_name(_JOB_NAME_UNSAFE.sub("-", f"{prefix}-{dataset}").strip("-"), tail, 63)
 
 
 def feature_group_name(prefix: str, dataset: str) -> str:
-    """A dataset's feature group, `<prefix>-<dataset>`: the prefix is the stack name, so stacks can share an account."""
-    return f"{prefix}-{dataset}"
+    """A dataset's feature group, `<prefix>-<dataset>` in at most 64 chars (Feature Store's limit).
+
+    The prefix is the stack name, so stacks can share an account, and IAM scopes grants to `<prefix>-*`: it is
+    kept whole, and a dataset name too long to fit is shortened and ends in a hash of itself.
+    """
+    name = f"{prefix}-{dataset}"
+    if len(name) <= FEATURE_GROUP_NAME_MAX:
+        return name
+    digest = hashlib.sha256(dataset.encode()).hexdigest()[:8]
+    room = FEATURE_GROUP_NAME_MAX - len(prefix) - len(digest) - 2
+    if room < 1:
+        raise ValueError(f"stack name {prefix!r} is too long to prefix feature group names (at most 53 characters)")
+    return f"{prefix}-{dataset[:room].rstrip('-')}-{digest}"
 
 
 def dataset_spec_keys(dataset: str) -> list[str]:
@@ -124,3 +154,8 @@ class RunLayout:
 
 PROCESSED_RECORDS = "records.jsonl"
 PROCESSED_STATS = "stats.json"
+
+
+def transform_state_key(dataset: str, fingerprint: str) -> str:
+    """The published transform state of a dataset for one `transform_fingerprint`: written once, never replaced."""
+    return f"artifacts/state/{dataset}/{fingerprint}/state.json"

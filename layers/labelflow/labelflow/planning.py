@@ -12,16 +12,19 @@ from pydantic import ValidationError
 from labelflow.aws import raise_if_retryable
 from labelflow.datasets import load_dataset_spec, probe_input
 from labelflow.errors import ConfigError, ManifestError
-from labelflow.layout import PROCESSED_STATS, PROCESSING_CODE_POINTER, RunLayout, job_name
+from labelflow.feature_groups import FeatureStoreConfig, ensure_feature_group
+from labelflow.layout import PROCESSED_STATS, PROCESSING_CODE_POINTER, RunLayout, feature_group_name, job_name
 from labelflow.models.artifacts import ProcessingCode
 from labelflow.models.run import ModelLineage
 from labelflow.models.settings import PlanSettings
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import PlanOutput, WorkflowState
 from labelflow.s3 import S3Location, copy_version, exists, get_json, put_json, sha256_of, uri
+from labelflow.transform_state import PublishedState, published_state
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
 
 CONTAINER_ROOT = "/opt/ml/processing"
 
@@ -73,19 +76,22 @@ def model_lineage(s3: S3Client, spec: DatasetSpec, model: FrozenObject) -> Model
     )
 
 
-def cache_key(run: WorkflowState, code_sha256: str, spec: DatasetSpec, model_etag: str | None) -> str:
-    """Input version × code hash × parameters: equal keys mean byte-identical processing outputs."""
+def cache_key(
+    run: WorkflowState, code_sha256: str, spec: DatasetSpec, model_etag: str | None, state: PublishedState | None
+) -> str:
+    """Input version × code hash × parameters × applied state: equal keys mean byte-identical processing outputs."""
     material = {
         "input": [run.bucket, run.key, run.version_id, run.etag],
         "code": code_sha256,
         "spec": spec.model_dump(mode="json"),
         "model": model_etag,
+        "state": [state.location.key, state.version_id, state.etag] if state else None,
         "default_event_time": run.received_at,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def container_arguments(run: WorkflowState, spec: DatasetSpec) -> list[str]:
+def container_arguments(run: WorkflowState, spec: DatasetSpec, state: PublishedState | None) -> list[str]:
     """Every path spelled out, so the script never depends on its own defaults."""
     arguments = [
         "--input-dir", f"{CONTAINER_ROOT}/input/data",
@@ -96,6 +102,8 @@ def container_arguments(run: WorkflowState, spec: DatasetSpec) -> list[str]:
     ]  # fmt: skip
     if spec.model is not None:
         arguments += ["--model-dir", f"{CONTAINER_ROOT}/input/model"]
+    if state is not None:
+        arguments += ["--state-dir", f"{CONTAINER_ROOT}/input/state"]
     return arguments
 
 
@@ -107,6 +115,7 @@ def processing_job_request(
     processed_uri: str,
     key: str,
     settings: PlanSettings,
+    state: PublishedState | None,
 ) -> dict[str, Any]:
     """CreateProcessingJob fields (less RoleArn, which the state machine adds)."""
 
@@ -130,12 +139,15 @@ def processing_job_request(
     ]
     if spec.model is not None:
         inputs.append(s3_input("model", uri(run.bucket, layout.model_key(""))))
+    if state is not None:
+        # Published states are written once (a conditional create), so the folder holds exactly this object.
+        inputs.append(s3_input("state", uri(state.location.bucket, state.location.key.rsplit("/", 1)[0] + "/")))
     return {
         "ProcessingJobName": job_name("lf", run.dataset, run.run_id, key[:8]),
         "AppSpecification": {
             "ImageUri": settings.processing_image_uri,
             "ContainerEntrypoint": ["python3", f"{CONTAINER_ROOT}/input/code/{code.entrypoint}"],
-            "ContainerArguments": container_arguments(run, spec),
+            "ContainerArguments": container_arguments(run, spec, state),
         },
         "ProcessingResources": {
             "ClusterConfig": {
@@ -162,15 +174,22 @@ def processing_job_request(
     }
 
 
-def plan_processing(run: WorkflowState, s3: S3Client, settings: PlanSettings) -> PlanOutput:
-    """Validate the landed object against its spec, freeze inputs under the run prefix, and plan the job."""
+def plan_processing(run: WorkflowState, s3: S3Client, sagemaker: SageMakerClient, settings: PlanSettings) -> PlanOutput:
+    """Validate the landed object against its spec, ready its feature group, freeze inputs, and plan the job."""
     layout = RunLayout(run.dataset, run.run_id)
     spec, _ = load_dataset_spec(s3, run.bucket, run.dataset)
     probe_input(s3, run.bucket, run.key, run.version_id, spec)
     code = load_processing_code(s3, run.bucket)
     model = model_artifact(s3, spec)
     lineage = model_lineage(s3, spec, model) if model is not None else None
-    key = cache_key(run, code.sha256, spec, model.etag if model else None)
+    group = ensure_feature_group(
+        sagemaker,
+        feature_group_name(settings.feature_group_prefix, run.dataset),
+        spec,
+        FeatureStoreConfig(settings.feature_store_role_arn, settings.offline_store_s3_uri),
+    )
+    state_lineage, state = published_state(s3, run.bucket, spec)
+    key = cache_key(run, code.sha256, spec, model.etag if model else None, state)
     processed_prefix = layout.processed_prefix(key)
     cache_hit = exists(s3, run.bucket, processed_prefix + PROCESSED_STATS)
 
@@ -196,5 +215,7 @@ def plan_processing(run: WorkflowState, s3: S3Client, settings: PlanSettings) ->
         cache_hit=cache_hit,
         processed_uri=processed_uri,
         model=lineage,
-        processing_job=processing_job_request(run, layout, code, spec, processed_uri, key, settings),
+        feature_group=group,
+        transform_state=state_lineage,
+        processing_job=processing_job_request(run, layout, code, spec, processed_uri, key, settings, state),
     )

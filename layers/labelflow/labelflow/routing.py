@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from labelflow.datasets import read_run_spec
 from labelflow.layout import CODE_PREFIX, PROCESSED_RECORDS, RunLayout, job_name
-from labelflow.models.records import AutoLabel, ProcessedRecord, ReviewItem
+from labelflow.models.records import AutoLabel, ProcessedRecord, ReviewItem, display_text
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import RoutingOutput, WorkflowState
 from labelflow.review.manifests import LABEL_ATTRIBUTE
 from labelflow.s3 import S3Location, exists, iter_jsonl, put_bytes, put_json, put_jsonl, uri
+from labelflow.transform_state import settle_state
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -34,8 +35,9 @@ def split_by_confidence(
         else:
             review.append(
                 ReviewItem(
-                    source=record.display,
+                    source=display_text(record.display),
                     record_id=record.record_id,
+                    display=record.display,
                     labels=labels,
                     model_label=prediction.label if prediction else None,
                     model_confidence=prediction.confidence if prediction else None,
@@ -75,6 +77,7 @@ def labeling_job_request(
 
 
 def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: float) -> RoutingOutput:
+    """Split the processed records by confidence, then publish the transform state processing fitted, if it did."""
     plan = run.require_plan()
     spec = read_run_spec(s3, plan.spec_uri)
     threshold = spec.confidence_threshold if spec.confidence_threshold is not None else default_threshold
@@ -85,6 +88,7 @@ def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: flo
         for line in iter_jsonl(s3, processed.bucket, processed.key + PROCESSED_RECORDS)
     )
     auto, review = split_by_confidence(records, spec.labels, threshold)
+    transform_state = settle_state(s3, plan.transform_state, plan.processed_uri)
 
     layout = RunLayout(run.dataset, run.run_id)
     auto_uri = put_jsonl(s3, run.bucket, layout.auto_labeled_key, auto)
@@ -108,4 +112,5 @@ def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: flo
         auto_labeled_uri=auto_uri,
         review_manifest_uri=manifest_uri,
         labeling_job=job,
+        transform_state=transform_state,
     )

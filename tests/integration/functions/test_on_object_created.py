@@ -56,7 +56,7 @@ def test_classic_s3_notification_keys_are_decoded_exactly_once(cloud) -> None:
         ("raw/reviews/", "folder marker"),
         ("processed/reviews/x.csv", "key is outside raw/"),
         ("raw/x.csv", "key is not raw/<dataset>/<file> with a valid dataset name"),
-        ("raw/bad-name/x.csv", "key is not raw/<dataset>/<file> with a valid dataset name"),
+        ("raw/Bad_Name/x.csv", "key is not raw/<dataset>/<file> with a valid dataset name"),
     ],
 )
 def test_keys_labelflow_does_not_own_are_ignored(cloud, key: str, reason: str) -> None:

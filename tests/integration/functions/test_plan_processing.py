@@ -1,16 +1,20 @@
 import hashlib
 import json
 import re
+from typing import Any
 
 import pytest
 
-from labelflow.layout import PROCESSED_STATS
+from labelflow.feature_groups import feature_definitions
+from labelflow.layout import PROCESSED_STATS, transform_state_key
+from labelflow.models.spec import DatasetSpec, transform_fingerprint
 from labelflow.s3 import S3Location
 from labelflow_local.functions import FunctionError
-from tests.conftest import load_event
+from tests.conftest import EVENTS, load_event
 
 SPEC_KEY = "config/datasets/reviews.json"
 MODEL_KEY = "config/models/sentiment.joblib"
+EVENTS_SAMPLE = EVENTS / "fixtures/labelflow-demo/raw/reviews/sample.csv"
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -82,7 +86,7 @@ def test_finished_outputs_for_the_same_cache_key_are_reused(cloud) -> None:
     ("body", "message"),
     [
         (b"", "is empty"),
-        (b"review_id,review_text\nr1,hello\n", "missing required columns: reviewed_at, product_category"),
+        (b"review_id,review_text\nr1,hello\n", "missing required columns: product_category, reviewed_at"),
         (b"\xff\xfe\x00b\x00a\x00d", "is not utf-8 text"),
     ],
 )
@@ -103,3 +107,102 @@ def test_a_dataset_without_a_spec_stops_with_a_config_error(cloud) -> None:
     # When PlanProcessing runs / Then the error names where the spec should be
     with pytest.raises(FunctionError, match="config/datasets/other.json"):
         cloud.invoke("plan_processing", event)
+
+
+# ------------------------------------------------------------------------ the dataset's feature group
+GROUP = "labelflow-reviews"
+
+
+def demo_spec(cloud) -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads(cloud.s3.get_object(Bucket=cloud.bucket, Key=SPEC_KEY)["Body"].read())
+    return spec
+
+
+def frozen_under(cloud, run_prefix: str) -> list[str]:
+    listed = cloud.s3.list_objects_v2(Bucket=cloud.bucket, Prefix=run_prefix.removeprefix(f"s3://{cloud.bucket}/"))
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def test_the_first_run_of_a_dataset_creates_its_feature_group_from_the_spec(cloud) -> None:
+    # Given a dataset whose group does not exist yet
+    with pytest.raises(cloud.sagemaker.exceptions.ResourceNotFound):
+        cloud.sagemaker.describe_feature_group(FeatureGroupName=GROUP)
+    # When PlanProcessing runs
+    plan = cloud.invoke("plan_processing", load_event("plan_processing.json"))
+    # Then it created <stack>-<dataset> from the spec, with both stores and the Feature Store role, and says so
+    assert plan["feature_group"] == {"name": GROUP, "created": True}
+    described = cloud.sagemaker.describe_feature_group(FeatureGroupName=GROUP)
+    spec = DatasetSpec.model_validate(demo_spec(cloud))
+    assert [(d["FeatureName"], d["FeatureType"]) for d in described["FeatureDefinitions"]] == feature_definitions(spec)
+    assert described["OnlineStoreConfig"] == {"EnableOnlineStore": True}
+    assert described["OfflineStoreConfig"]["S3StorageConfig"]["S3Uri"] == f"s3://{cloud.bucket}/feature-store"
+    assert described["RoleArn"] == cloud.roles["FeatureStoreRole"]
+
+
+def test_a_later_run_reuses_the_group_that_matches_its_spec(cloud) -> None:
+    # Given a group created by an earlier run of the dataset
+    cloud.invoke("plan_processing", load_event("plan_processing.json"))
+    # When another run is planned / Then it reuses the group
+    assert cloud.invoke("plan_processing", load_event("plan_processing.json"))["feature_group"] == {
+        "name": GROUP,
+        "created": False,
+    }
+
+
+def test_a_spec_that_no_longer_matches_the_group_stops_planning_before_anything_is_frozen(cloud) -> None:
+    # Given a group created by an earlier run, then a feature added to the spec
+    first = cloud.invoke("plan_processing", load_event("plan_processing.json"))
+    spec = demo_spec(cloud)
+    spec["features"].append({"name": "stars", "column": "helpful_votes", "type": "numeric"})
+    cloud.s3.put_object(Bucket=cloud.bucket, Key=SPEC_KEY, Body=json.dumps(spec).encode())
+    before = frozen_under(cloud, first["run_prefix"])
+    # When a new object of the dataset is planned
+    cloud.s3.put_object(Bucket=cloud.bucket, Key="raw/reviews/next.csv", Body=(EVENTS_SAMPLE).read_bytes())
+    event = {**load_event("plan_processing.json"), "key": "raw/reviews/next.csv", "run_id": "next"}
+    with pytest.raises(FunctionError, match="ConfigError") as failure:
+        cloud.invoke("plan_processing", event)
+    # Then the error names the group, the dataset and the feature, and the run froze nothing
+    assert failure.value.payload["errorMessage"].startswith(
+        f"feature group {GROUP} does not match the spec of dataset reviews: the group lacks stars (Fractional)"
+    )
+    assert frozen_under(cloud, first["run_prefix"].replace(first["run_id"], "next")) == []
+    assert frozen_under(cloud, first["run_prefix"]) == before
+
+
+# ------------------------------------------------------------------------ the transform state
+def test_without_a_published_state_the_job_fits_one(cloud) -> None:
+    # Given a dataset no run has fitted a state for
+    # When PlanProcessing runs
+    plan = cloud.invoke("plan_processing", load_event("plan_processing.json"))
+    # Then the job gets no state input, and the plan says where a fitted state will be published
+    job = plan["processing_job"]
+    assert "state" not in {i["InputName"] for i in job["ProcessingInputs"]}
+    assert "--state-dir" not in job["AppSpecification"]["ContainerArguments"]
+    spec = DatasetSpec.model_validate(demo_spec(cloud))
+    assert plan["transform_state"] == {
+        "uri": f"s3://{cloud.bucket}/{transform_state_key('reviews', transform_fingerprint(spec))}",
+        "fingerprint": transform_fingerprint(spec),
+        "applied": False,
+        "version_id": None,
+        "sha256": None,
+        "published": None,
+    }
+
+
+def test_a_published_state_is_applied_and_is_part_of_the_cache_key(cloud) -> None:
+    # Given a plan made before any state was published, then a state published for the spec's fingerprint
+    event = load_event("plan_processing.json")
+    before = cloud.invoke("plan_processing", event)
+    state = S3Location.parse(before["transform_state"]["uri"])
+    put = cloud.s3.put_object(Bucket=state.bucket, Key=state.key, Body=b'{"format": "labelflow.transform-state"}')
+    # When the same input is planned again
+    plan = cloud.invoke("plan_processing", event)
+    # Then the job reads the state's folder and applies it, and the outputs are not those of the fitting plan
+    job = plan["processing_job"]
+    inputs = {i["InputName"]: i["S3Input"] for i in job["ProcessingInputs"]}
+    assert inputs["state"]["S3Uri"] == before["transform_state"]["uri"].removesuffix("state.json")
+    assert inputs["state"]["LocalPath"] == "/opt/ml/processing/input/state"
+    arguments = job["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--state-dir") + 1] == "/opt/ml/processing/input/state"
+    assert plan["transform_state"]["applied"] is True and plan["transform_state"]["version_id"] == put["VersionId"]
+    assert plan["cache_key"] != before["cache_key"]

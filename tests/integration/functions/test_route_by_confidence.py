@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 from labelflow.s3 import S3Location
@@ -40,3 +41,45 @@ def _lines(cloud, uri: str) -> list[dict]:
     location = S3Location.parse(uri)
     body = cloud.s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read().decode()
     return [json.loads(line) for line in body.splitlines() if line]
+
+
+# ------------------------------------------------------------------------ publishing the fitted state
+def finish_processing_with_state(cloud, event: dict, state: bytes, fitted: bool) -> None:
+    """Make the sample's processed output report `state` (fitted by it, or applied), as the engine writes it."""
+    processed = S3Location.parse(event["plan"]["processed_uri"])
+    stats_key = processed.key + "stats.json"
+    stats = json.loads(cloud.s3.get_object(Bucket=processed.bucket, Key=stats_key)["Body"].read())
+    stats["state"] = {"sha256": hashlib.sha256(state).hexdigest(), "fitted": fitted}
+    cloud.s3.put_object(Bucket=processed.bucket, Key=processed.key + "state.json", Body=state)
+    cloud.s3.put_object(Bucket=processed.bucket, Key=stats_key, Body=json.dumps(stats).encode())
+
+
+def test_a_state_fitted_by_the_run_is_published_for_the_next_runs(cloud) -> None:
+    # Given a run whose processing fitted its transform state
+    event = load_event("route_by_confidence.json")
+    finish_processing_with_state(cloud, event, b'{"fitted": "here"}', fitted=True)
+    # When RouteByConfidence runs
+    routing = cloud.invoke("route_by_confidence", event)
+    # Then the state is published where planning looks for it, and the routing output says so
+    published = S3Location.parse(event["plan"]["transform_state"]["uri"])
+    assert cloud.s3.get_object(Bucket=published.bucket, Key=published.key)["Body"].read() == b'{"fitted": "here"}'
+    assert routing["transform_state"] == {
+        **event["plan"]["transform_state"],
+        "applied": False,
+        "sha256": hashlib.sha256(b'{"fitted": "here"}').hexdigest(),
+        "published": True,
+    }
+
+
+def test_a_fit_that_lost_the_race_leaves_the_published_state_alone_and_says_so(cloud) -> None:
+    # Given a state another run published while this run fitted its own
+    event = load_event("route_by_confidence.json")
+    published = S3Location.parse(event["plan"]["transform_state"]["uri"])
+    cloud.s3.put_object(Bucket=published.bucket, Key=published.key, Body=b'{"fitted": "first"}')
+    finish_processing_with_state(cloud, event, b'{"fitted": "second"}', fitted=True)
+    # When RouteByConfidence runs
+    routing = cloud.invoke("route_by_confidence", event)
+    # Then the first state stays published and this run records that its fit was not
+    assert cloud.s3.get_object(Bucket=published.bucket, Key=published.key)["Body"].read() == b'{"fitted": "first"}'
+    assert routing["transform_state"]["published"] is False
+    assert routing["auto_labeled"] + routing["to_review"] == 40

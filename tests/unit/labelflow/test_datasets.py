@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
 import pytest
 
-from labelflow.datasets import check_header, load_dataset_spec, probe_input, read_run_spec
+from labelflow.datasets import check_input, load_dataset_spec, probe_input, read_run_spec
 from labelflow.errors import ConfigError, InvalidInputError
 from labelflow.models.spec import DatasetSpec
 from tests.conftest import ROOT
 
 WHERE = "s3://labelflow-demo/raw/reviews/data.csv"
 DEMO_SPEC_BYTES = (ROOT / "demo" / "datasets" / "reviews.json").read_bytes()
+KEY = "raw/reviews/data.csv"
 HEADER = "review_id,review_text,reviewed_at,product_category,helpful_votes,price,verified_purchase"
 
 
@@ -28,7 +30,7 @@ def test_header_with_every_column_passes(spec: DatasetSpec) -> None:
     body = f"{HEADER},extra\nr1,great,2024-01-01,books,1,9.5,yes\n".encode()
 
     # When it is checked / Then its columns come back in file order
-    assert check_header(body, spec, WHERE) == [*HEADER.split(","), "extra"]
+    assert check_input(KEY, body, spec, WHERE).columns == [*HEADER.split(","), "extra"]
 
 
 def test_utf8_bom_is_ignored(spec: DatasetSpec) -> None:
@@ -36,7 +38,7 @@ def test_utf8_bom_is_ignored(spec: DatasetSpec) -> None:
     body = b"\xef\xbb\xbf" + HEADER.encode() + b"\r\n"
 
     # When it is checked / Then the first column is read without the BOM
-    assert check_header(body, spec, WHERE)[0] == "review_id"
+    assert (check_input(KEY, body, spec, WHERE).columns or [])[:1] == ["review_id"]
 
 
 def test_quoted_header_passes(spec: DatasetSpec) -> None:
@@ -44,7 +46,7 @@ def test_quoted_header_passes(spec: DatasetSpec) -> None:
     body = ",".join(f'"{name}"' for name in [*HEADER.split(","), "notes, free text"]).encode() + b"\n"
 
     # When it is checked / Then the quotes are not part of the names, and the quoted comma splits nothing
-    assert check_header(body, spec, WHERE) == [*HEADER.split(","), "notes, free text"]
+    assert check_input(KEY, body, spec, WHERE).columns == [*HEADER.split(","), "notes, free text"]
 
 
 def test_padded_header_names_are_stripped(spec: DatasetSpec) -> None:
@@ -52,7 +54,7 @@ def test_padded_header_names_are_stripped(spec: DatasetSpec) -> None:
     body = ", ".join(f" {name} " for name in HEADER.split(",")).encode() + b"\n"
 
     # When it is checked / Then the padding is not part of the names
-    assert check_header(body, spec, WHERE) == HEADER.split(",")
+    assert check_input(KEY, body, spec, WHERE).columns == HEADER.split(",")
 
 
 def test_missing_columns_are_listed(spec: DatasetSpec) -> None:
@@ -61,7 +63,7 @@ def test_missing_columns_are_listed(spec: DatasetSpec) -> None:
 
     # When it is checked / Then the error names the file and every missing column, in spec order
     with pytest.raises(InvalidInputError) as caught:
-        check_header(body, spec, WHERE)
+        check_input(KEY, body, spec, WHERE)
     assert str(caught.value) == f"{WHERE} is missing required columns: helpful_votes, price"
 
 
@@ -71,7 +73,7 @@ def test_columns_in_later_lines_do_not_count(spec: DatasetSpec) -> None:
 
     # When it is checked / Then only the first line is the header
     with pytest.raises(InvalidInputError, match="missing required columns: price$"):
-        check_header(body, spec, WHERE)
+        check_input(KEY, body, spec, WHERE)
 
 
 @pytest.mark.parametrize("body", [b"", b"   \n\n", b"\r\n"])
@@ -79,25 +81,25 @@ def test_empty_input_is_rejected(spec: DatasetSpec, body: bytes) -> None:
     # Given a body with nothing but whitespace
     # When it is checked / Then it is reported empty
     with pytest.raises(InvalidInputError, match=f"^{WHERE} is empty$"):
-        check_header(body, spec, WHERE)
+        check_input(KEY, body, spec, WHERE)
 
 
 def test_non_utf8_input_is_rejected(spec: DatasetSpec) -> None:
     # Given a Latin-1 encoded header
     body = "review_id,révision\n".encode("latin-1")
 
-    # When it is checked / Then it is reported as not utf-8, with the offending byte's offset
-    with pytest.raises(InvalidInputError, match=r"is not utf-8 text: .* at byte 11"):
-        check_header(body, spec, WHERE)
+    # When it is checked / Then it is reported as not utf-8, with the offending byte's offset and the fix
+    with pytest.raises(InvalidInputError, match=r"is not utf-8 text \(byte 11: .*\): set input.encoding"):
+        check_input(KEY, body, spec, WHERE)
 
 
 def test_binary_input_is_rejected(spec: DatasetSpec) -> None:
     # Given a body with NUL bytes in its first line (a binary file)
     body = b"PK\x03\x04\x00\x00\x00\x00\n"
 
-    # When it is checked / Then it is not a csv file
-    with pytest.raises(InvalidInputError, match="is not a csv file"):
-        check_header(body, spec, WHERE)
+    # When it is checked / Then it is not a text file
+    with pytest.raises(InvalidInputError, match="is not a text file"):
+        check_input(KEY, body, spec, WHERE)
 
 
 def test_multibyte_char_cut_at_the_probe_end_is_accepted(spec: DatasetSpec) -> None:
@@ -105,7 +107,69 @@ def test_multibyte_char_cut_at_the_probe_end_is_accepted(spec: DatasetSpec) -> N
     body = (HEADER + "\nr1,caf").encode() + "é".encode()[:1]
 
     # When it is checked / Then the incomplete tail is not an encoding error
-    assert check_header(body, spec, WHERE) == HEADER.split(",")
+    assert check_input(KEY, body, spec, WHERE).columns == HEADER.split(",")
+
+
+# ------------------------------------------------------------------------ formats
+ROW = "r1,great,2024-01-01,books,1,9.5,yes"
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "expected"),
+    [
+        ("raw/reviews/data.csv", f"{HEADER}\n{ROW}\n".encode(), ("csv", False, ",")),
+        ("raw/reviews/data.csv", f"{HEADER}\n".replace(",", ";").encode(), ("csv", False, ";")),
+        ("raw/reviews/data.tsv", f"{HEADER}\n".replace(",", "\t").encode(), ("csv", False, "\t")),
+        ("raw/reviews/data.csv.gz", gzip.compress(f"{HEADER}\n{ROW}\n".encode()), ("csv", True, ",")),
+        ("raw/reviews/export", gzip.compress(f"{HEADER}\n".replace(",", "|").encode()), ("csv", True, "|")),
+        ("raw/reviews/data.jsonl", b'{"review_id": "r1", "review_text": "ok"}\n', ("jsonl", False, None)),
+        ("raw/reviews/no-extension", b'\n {"review_id": "r1"}\n', ("jsonl", False, None)),
+        ("raw/reviews/data.parquet", b"PAR1\x15\x04", ("parquet", False, None)),
+        ("raw/reviews/blob", b"PAR1\x15\x04", ("parquet", False, None)),
+    ],
+)
+def test_the_format_comes_from_the_extension_else_the_content(
+    spec: DatasetSpec, key: str, body: bytes, expected: tuple[str, bool, str | None]
+) -> None:
+    # Given a file of some format, under a key with or without an extension
+    # When its first bytes are checked
+    resolved = check_input(key, body, spec, WHERE)
+    # Then its format, compression and delimiter are resolved
+    assert (resolved.format, resolved.gzip, resolved.delimiter) == expected
+
+
+def test_an_ambiguous_delimiter_asks_for_the_spec(spec: DatasetSpec) -> None:
+    # Given a header where commas and semicolons are equally common
+    body = b"a,b;c\n"
+    # When it is checked / Then the error says to set the delimiter
+    with pytest.raises(InvalidInputError, match=r"cannot tell the delimiter \(',' and ';'.*set input.delimiter"):
+        check_input(KEY, body, spec, WHERE)
+
+
+def test_the_spec_can_name_the_encoding_and_delimiter() -> None:
+    # Given a latin-1, semicolon-separated file and a spec that says so
+    raw = json.loads(DEMO_SPEC_BYTES)
+    raw["input"] = {"encoding": "latin-1", "delimiter": ";"}
+    spec = DatasetSpec.model_validate(raw)
+    body = (HEADER.replace(",", ";") + ";remarque\nr1;très bien\n").encode("latin-1")
+    # When it is checked / Then it is read with them
+    resolved = check_input(KEY, body, spec, WHERE)
+    assert resolved.columns is not None and resolved.columns[-1] == "remarque"
+    assert resolved.container_arguments() == ["--format", "csv", "--encoding", "latin-1", "--delimiter", ";"]
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "message"),
+    [
+        ("raw/reviews/data.csv.gz", b"not gzip", "ends in .gz but is not gzip data"),
+        ("raw/reviews/data.jsonl", b"[1, 2]\n", "one object per line"),
+        ("raw/reviews/data.jsonl", b"{oops\n", "the first line is not JSON"),
+        ("raw/reviews/data.parquet", b"id,text\n", "not a Parquet file"),
+    ],
+)
+def test_a_file_that_is_not_what_it_claims_is_rejected(spec: DatasetSpec, key: str, body: bytes, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        check_input(key, body, spec, WHERE)
 
 
 # ------------------------------------------------------------------------ probe_input
@@ -114,8 +178,10 @@ def test_probe_input_returns_the_size(s3: Any, bucket: str, spec: DatasetSpec) -
     body = f"{HEADER}\nr1,great,2024-01-01,books,1,9.5,yes\n".encode()
     version = s3.put_object(Bucket=bucket, Key="raw/reviews/data.csv", Body=body)["VersionId"]
 
-    # When it is probed / Then its size comes back
-    assert probe_input(s3, bucket, "raw/reviews/data.csv", version, spec) == len(body)
+    # When it is probed / Then it is a comma-separated csv with the header's columns
+    resolved = probe_input(s3, bucket, "raw/reviews/data.csv", version, spec)
+    assert (resolved.format, resolved.delimiter, resolved.gzip) == ("csv", ",", False)
+    assert resolved.columns == HEADER.split(",")
 
 
 def test_probe_input_reads_the_given_version(s3: Any, bucket: str, spec: DatasetSpec) -> None:
@@ -124,7 +190,7 @@ def test_probe_input_reads_the_given_version(s3: Any, bucket: str, spec: Dataset
     s3.put_object(Bucket=bucket, Key="raw/reviews/data.csv", Body=b"nope\n")
 
     # When the first version is probed / Then it is the one checked, not the latest
-    assert probe_input(s3, bucket, "raw/reviews/data.csv", good, spec) == len(HEADER) + 1
+    assert probe_input(s3, bucket, "raw/reviews/data.csv", good, spec).columns == HEADER.split(",")
     # and the latest is rejected when no version is given
     with pytest.raises(InvalidInputError, match="missing required columns"):
         probe_input(s3, bucket, "raw/reviews/data.csv", None, spec)

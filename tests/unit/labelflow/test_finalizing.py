@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from labelflow.finalizing import EVENT_DETAIL_TYPE, EVENT_SOURCE, build_manifest, error_of, finalize_run, run_status
 from labelflow.models.artifacts import ProcessingStats
-from labelflow.models.run import RunError
+from labelflow.models.run import FeatureGroupLineage, RunError, TransformStateLineage
 from labelflow.models.state import FinalizeInput, IngestOutput, MergeOutput, StepError, WorkflowState
 from tests.conftest import load_event
 
@@ -140,6 +140,7 @@ def test_manifest_of_a_run_that_failed_at_plan() -> None:
     }
     assert manifest.code_sha256 is None and manifest.cache_key is None and manifest.cache_hit is None
     assert manifest.processing_job is None and manifest.labeling_job is None and manifest.feature_group is None
+    assert manifest.transform_state is None
     assert all(value is None for value in manifest.counts.model_dump().values())
     assert all(value is None for value in manifest.artifacts.model_dump().values())
     assert manifest.error is not None and manifest.error.cause.endswith("missing required columns: price")
@@ -174,7 +175,11 @@ def test_manifest_of_a_complete_run() -> None:
     assert manifest.cache_hit is False
     assert manifest.processing_job == state.processing.job_name == plan.processing_job["ProcessingJobName"]
     assert manifest.labeling_job == state.labeling.job_name == f"lf-reviews-{state.run_id}-review"
-    assert manifest.feature_group == "labelflow-reviews"
+    assert manifest.feature_group == plan.feature_group == FeatureGroupLineage(name="labelflow-reviews", created=True)
+    # And the transform state as routing settled it: the sample's first run fitted it and published it
+    assert manifest.transform_state == routing.transform_state
+    assert manifest.transform_state is not None and manifest.transform_state.published is True
+    assert manifest.transform_state.uri == plan.transform_state.uri and manifest.transform_state.sha256
     artifacts = manifest.artifacts
     run_prefix = f"s3://labelflow-demo/runs/reviews/{state.run_id}/"
     assert artifacts.spec_uri == run_prefix + "input/spec/spec.json"
@@ -209,6 +214,35 @@ def test_cache_hit_has_no_processing_job() -> None:
     manifest = build_manifest(full.model_copy(update={"state": state}), None, NOW)
     assert manifest.cache_hit is True
     assert manifest.processing_job is None
+
+
+def test_run_json_names_the_state_as_routing_settled_it() -> None:
+    # Given a run that fitted its transform state and lost the race to publish it
+    full = full_request()
+    planned = full.state.require_plan().transform_state
+    settled = planned.model_copy(update={"sha256": "a" * 64, "published": False})
+    routing = full.state.require_routing().model_copy(update={"transform_state": settled})
+    state = with_sections(full.state, routing=routing)
+
+    # When run.json is built
+    manifest = build_manifest(full.model_copy(update={"state": state}), None, NOW)
+
+    # Then it records the state processing used and that another run's fit was published
+    assert manifest.transform_state == TransformStateLineage(
+        uri=planned.uri, fingerprint=planned.fingerprint, applied=False, sha256="a" * 64, published=False
+    )
+
+
+def test_a_run_that_failed_before_routing_names_the_planned_state_and_group() -> None:
+    # Given a run whose processing job failed after planning
+    full = full_request()
+    state = with_sections(full.state, processing=None, routing=None, labeling=None, merge=None, ingest=None)
+    state = with_sections(state, error=StepError(error="States.TaskFailed", cause="boom"))
+
+    # When run.json is built / Then the group planning readied and the state it planned with are named
+    manifest = build_manifest(full.model_copy(update={"state": state}), None, NOW)
+    assert manifest.feature_group == full.state.require_plan().feature_group
+    assert manifest.transform_state == full.state.require_plan().transform_state
 
 
 # ------------------------------------------------------------------------ finalize_run

@@ -6,10 +6,22 @@ import re
 
 import pytest
 
-from labelflow.layout import RunLayout, code_prefix, dataset_of, dataset_spec_keys, execution_name, job_name, run_id_for
+from labelflow.layout import (
+    RunLayout,
+    code_prefix,
+    dataset_of,
+    dataset_spec_keys,
+    execution_name,
+    feature_group_name,
+    job_name,
+    run_id_for,
+    transform_state_key,
+)
 
 SAGEMAKER_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 EXECUTION_NAME = re.compile(r"^[0-9A-Za-z_-]{1,80}$")
+# CreateFeatureGroup's FeatureGroupName (botocore's sagemaker model), at most 64 characters.
+FEATURE_GROUP_NAME = re.compile(r"^[a-zA-Z0-9]([_-]*[a-zA-Z0-9]){0,63}$")
 
 
 @pytest.mark.parametrize(
@@ -17,22 +29,25 @@ EXECUTION_NAME = re.compile(r"^[0-9A-Za-z_-]{1,80}$")
     [
         ("raw/reviews/data.csv", "reviews"),
         ("raw/reviews/2024/01/data.csv", "reviews"),
-        ("raw/Reviews_v2/data.csv", "Reviews_v2"),
-        ("raw/" + "a" * 64 + "/data.csv", "a" * 64),
+        ("raw/my-reviews/data.csv", "my-reviews"),
+        ("raw/" + "a" * 63 + "/data.csv", "a" * 63),
         ("raw/reviews/", None),
         ("raw/reviews/sub/", None),
         ("raw/data.csv", None),
         ("raw//data.csv", None),
         ("raw/1reviews/data.csv", None),
-        ("raw/my-reviews/data.csv", None),
-        ("raw/" + "a" * 65 + "/data.csv", None),
+        ("raw/Reviews/data.csv", None),
+        ("raw/my_reviews/data.csv", None),
+        ("raw/my--reviews/data.csv", None),
+        ("raw/reviews-/data.csv", None),
+        ("raw/" + "a" * 64 + "/data.csv", None),
         ("Raw/reviews/data.csv", None),
         ("config/reviews/data.csv", None),
     ],
 )
 def test_dataset_of(key: str, dataset: str | None) -> None:
     # Given an object key
-    # When its dataset is derived / Then only raw/<identifier>/<file> keys have one
+    # When its dataset is derived / Then only raw/<dataset name>/<file> keys have one (spec.DATASET_NAME_PATTERN)
     assert dataset_of(key) == dataset
 
 
@@ -78,13 +93,14 @@ def test_long_job_names_are_cut_to_63_chars() -> None:
     assert name.startswith("lf-ddd")
 
 
-def test_a_cut_never_leaves_a_trailing_hyphen() -> None:
-    # Given parts whose 63rd character is the joining hyphen
-    name = job_name("a" * 62, "b")
+def test_a_shortened_job_name_keeps_its_unique_tail_and_no_trailing_hyphen() -> None:
+    # Given a dataset name whose shortening would end on a hyphen, and a run id
+    name = job_name("lf", "a" * 50 + "-" + "b" * 12, "0123456789abcdef0123")
 
-    # When the job name is built / Then the cut drops the dangling hyphen
-    assert name == "a" * 62
-    assert not name.endswith("-")
+    # When the job name is built / Then the run id survives whole and no hyphen dangles before the hash
+    assert len(name) <= 63 and name.endswith("-0123456789abcdef0123")
+    assert "--" not in name
+    assert SAGEMAKER_JOB_NAME.match(name)
 
 
 @pytest.mark.parametrize(
@@ -143,3 +159,33 @@ def test_config_and_code_keys() -> None:
     # When their keys are read / Then they follow the config and artifact prefixes
     assert dataset_spec_keys("reviews") == ["config/datasets/reviews.json"]
     assert code_prefix("f" * 64) == "artifacts/code/" + "f" * 64 + "/"
+
+
+# ------------------------------------------------------------------ feature groups and state
+def test_feature_group_name_is_the_stack_prefix_and_the_dataset() -> None:
+    # Given a stack name and a dataset
+    # When the dataset's feature group is named / Then it is "<stack>-<dataset>", so IAM can grant "<stack>-*"
+    assert feature_group_name("labelflow", "reviews") == "labelflow-reviews"
+
+
+def test_a_long_dataset_name_is_shortened_and_the_prefix_kept_whole() -> None:
+    # Given the longest dataset names under a long stack name
+    names = {feature_group_name("p" * 53, "d" * 63 + suffix) for suffix in ("", "-x")}
+
+    # When their groups are named / Then each fits Feature Store's limit, keeps the prefix and stays distinct
+    assert len(names) == 2
+    for name in names:
+        assert len(name) <= 64 and name.startswith("p" * 53 + "-") and FEATURE_GROUP_NAME.match(name)
+
+
+def test_a_stack_name_too_long_to_prefix_a_group_is_refused() -> None:
+    # Given a stack name that leaves no room for a dataset
+    # When a group is named / Then it is refused with the reason
+    with pytest.raises(ValueError, match="too long"):
+        feature_group_name("p" * 60, "d" * 20)
+
+
+def test_transform_state_key_is_per_dataset_and_fingerprint() -> None:
+    # Given a dataset and a spec fingerprint
+    # When the published state's key is read / Then it lives under artifacts/state/<dataset>/<fingerprint>/
+    assert transform_state_key("reviews", "f" * 64) == "artifacts/state/reviews/" + "f" * 64 + "/state.json"

@@ -11,7 +11,7 @@ def processed(record_id: str) -> ProcessedRecord:
         record_id=record_id,
         event_time=f"2026-01-01T00:00:0{record_id[-1]}Z",
         features={"price": 1.5, "verified_purchase": 1},
-        display="text",
+        display={"text": "text"},
     )
 
 

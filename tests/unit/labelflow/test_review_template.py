@@ -25,3 +25,10 @@ def test_the_classifier_name_is_the_one_consolidation_reads() -> None:
     # Then they agree, or every worker answer would be dropped as invalid
     assert f'name="{CLASSIFIER_NAME}"' in TEMPLATE
     assert "<crowd-form>" in TEMPLATE and "crowd-html-elements.js" in TEMPLATE
+
+
+def test_the_template_prints_every_row_and_the_suggestion() -> None:
+    # Given the reviewer UI template / Then it loops over the task's rows and shows the model's suggestion
+    assert "{% for row in task.input.rows %}" in TEMPLATE
+    assert "row.column | escape" in TEMPLATE and "row.value | escape" in TEMPLATE
+    assert "task.input.suggestion.label | escape" in TEMPLATE

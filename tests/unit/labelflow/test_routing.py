@@ -20,7 +20,7 @@ def record(record_id: str, label: str | None = None, confidence: float = 0.0) ->
         record_id=record_id,
         event_time="2026-01-01T00:00:00Z",
         features={"price": 1.0},
-        display=f"text {record_id}",
+        display={"text": f"text {record_id}", "color": "red"},
         prediction=Prediction(label=label, confidence=confidence) if label else None,
     )
 
@@ -30,10 +30,9 @@ def spec(dataset: str = "reviews", **labeling: Any) -> DatasetSpec:
         {
             "dataset": dataset,
             "record_id_column": "id",
-            "display_column": "text",
+            "display_columns": ["text", "color"],
             "features": [{"name": "price", "type": "numeric"}],
             "labels": LABELS,
-            "feature_group_name": "labelflow-reviews",
             "labeling": labeling,
         }
     )
@@ -84,9 +83,11 @@ def test_review_items_carry_text_labels_and_model_guess() -> None:
     # When records are split
     _, review = split_by_confidence([record("r1", "positive", 0.51)], LABELS, 0.8)
 
-    # Then the review item has the display text as source, the label choices and the model's guess
+    # Then the review item has the display columns (and as plain text, the source), the label choices and the
+    # model's guess
     item = review[0]
-    assert item.source == "text r1"
+    assert item.display == {"text": "text r1", "color": "red"}
+    assert item.source == "text: text r1\ncolor: red"
     assert item.labels == LABELS
     assert (item.model_label, item.model_confidence) == ("positive", 0.51)
 
@@ -133,17 +134,21 @@ def test_labeling_job_request_fields() -> None:
 
 
 def test_labeling_job_name_fits_sagemaker_limits_for_long_datasets() -> None:
-    # Given the longest dataset name a spec allows, with underscores
-    dataset = "long_dataset_" + "x" * 51
-    run = state(dataset=dataset)
+    # Given two datasets with the longest name a spec allows, differing only in their last character
+    names = []
+    for dataset in ("long-dataset-" + "x" * 49 + "a", "long-dataset-" + "x" * 49 + "b"):
+        run = state(dataset=dataset)
+        # When the request is built
+        request = labeling_job_request(run, RunLayout(dataset, run.run_id), spec(dataset=dataset), "m", "c", "t")
+        names.append(request["LabelingJobName"])
 
-    # When the request is built
-    request = labeling_job_request(run, RunLayout(dataset, run.run_id), spec(dataset=dataset), "m", "c", "t")
-
-    # Then the job name still fits SageMaker's 63 chars of letters, digits and inner hyphens
-    name = request["LabelingJobName"]
-    assert len(name) <= 63
-    assert re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", name)
+    # Then each job name fits SageMaker's 63 chars of letters, digits and inner hyphens, keeps the run id whole,
+    # and the two stay distinct
+    for name in names:
+        assert len(name) <= 63
+        assert re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", name)
+        assert name.endswith("-afbcf3d3f25e2c3dba66-review")
+    assert names[0] != names[1]
 
 
 def test_ui_template_is_published_content_addressed_once(s3: Any, bucket: str) -> None:

@@ -19,7 +19,26 @@ VARIABLES = [
     "PROCESSING_MAX_RUNTIME_SECONDS",
     "CONFIDENCE_THRESHOLD",
     "INGEST_MAX_WORKERS",
+    "FEATURE_GROUP_PREFIX",
+    "FEATURE_STORE_ROLE_ARN",
+    "OFFLINE_STORE_S3_URI",
 ]
+ROLE = "arn:aws:iam::123456789012:role/labelflow-FeatureStoreRole-AbC123"
+
+
+def plan_environment(monkeypatch: pytest.MonkeyPatch, **overrides: str) -> None:
+    """A complete PlanProcessing environment with string values, as Lambda passes them."""
+    values = {
+        "DATA_BUCKET": "labelflow-demo",
+        "PROCESSING_IMAGE_URI": "123.dkr.ecr.us-east-1.amazonaws.com/sklearn:1",
+        "PROCESSING_INSTANCE_TYPE": "ml.m5.xlarge",
+        "FEATURE_GROUP_PREFIX": "labelflow",
+        "FEATURE_STORE_ROLE_ARN": ROLE,
+        "OFFLINE_STORE_S3_URI": "s3://labelflow-demo/feature-store",
+        **overrides,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(autouse=True)
@@ -80,11 +99,7 @@ def test_out_of_range_threshold_is_rejected(monkeypatch: pytest.MonkeyPatch, val
 
 def test_valid_values_are_read_and_converted(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a complete plan environment with string values, as Lambda passes them
-    monkeypatch.setenv("DATA_BUCKET", "labelflow-demo")
-    monkeypatch.setenv("PROCESSING_IMAGE_URI", "123.dkr.ecr.us-east-1.amazonaws.com/sklearn:1")
-    monkeypatch.setenv("PROCESSING_INSTANCE_TYPE", "ml.m5.xlarge")
-    monkeypatch.setenv("PROCESSING_INSTANCE_COUNT", "1")
-    monkeypatch.setenv("PROCESSING_VOLUME_SIZE_GB", "50")
+    plan_environment(monkeypatch, PROCESSING_INSTANCE_COUNT="1", PROCESSING_VOLUME_SIZE_GB="50")
 
     # When the plan settings are loaded
     settings = load_settings(PlanSettings)
@@ -96,6 +111,9 @@ def test_valid_values_are_read_and_converted(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.processing_instance_count == 1
     assert settings.processing_volume_size_gb == 50
     assert settings.processing_max_runtime_seconds == 3600
+    assert settings.feature_group_prefix == "labelflow"
+    assert settings.feature_store_role_arn == ROLE
+    assert settings.offline_store_s3_uri == "s3://labelflow-demo/feature-store"
 
 
 def test_defaults_for_route_and_ingest(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,10 +144,27 @@ def test_more_than_one_processing_instance_is_refused_until_inputs_are_sharded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a deployment asking for two processing instances
-    monkeypatch.setenv("DATA_BUCKET", "labelflow-demo")
-    monkeypatch.setenv("PROCESSING_IMAGE_URI", "123.dkr.ecr.us-east-1.amazonaws.com/sklearn:1")
-    monkeypatch.setenv("PROCESSING_INSTANCE_TYPE", "ml.m5.xlarge")
-    monkeypatch.setenv("PROCESSING_INSTANCE_COUNT", "2")
+    plan_environment(monkeypatch, PROCESSING_INSTANCE_COUNT="2")
     # When the settings load / Then the variable is named in the error
     with pytest.raises(ConfigError, match="PROCESSING_INSTANCE_COUNT"):
+        load_settings(PlanSettings)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FEATURE_GROUP_PREFIX", "p" * 54),
+        ("FEATURE_GROUP_PREFIX", "1stack"),
+        ("FEATURE_GROUP_PREFIX", "my_stack"),
+        ("FEATURE_STORE_ROLE_ARN", "arn:aws:iam::123456789012:user/someone"),
+        ("OFFLINE_STORE_S3_URI", "https://labelflow-demo/feature-store"),
+    ],
+)
+def test_a_feature_store_setting_that_cannot_name_or_create_a_group_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    # Given a stack name too long or not a stack name, a role ARN that is not a role's, or an offline store not in S3
+    plan_environment(monkeypatch, **{name: value})
+    # When the plan settings load / Then the variable is named, at cold start rather than at the first new dataset
+    with pytest.raises(ConfigError, match=f"PlanSettings environment: {name}: "):
         load_settings(PlanSettings)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from labelflow.models.spec import DatasetSpec, FeatureSpec, output_features
+from labelflow.models.spec import DatasetSpec, FeatureSpec, output_features, transform_fingerprint
 from tests.conftest import ROOT
 
 DEMO_SPEC = ROOT / "demo" / "datasets" / "reviews.json"
@@ -24,10 +24,9 @@ def minimal_spec(**overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "dataset": "tickets",
         "record_id_column": "id",
-        "display_column": "body",
+        "display_columns": ["body"],
         "features": [{"name": "priority", "type": "numeric"}],
         "labels": ["bug", "question"],
-        "feature_group_name": "labelflow-tickets",
     }
     spec.update(overrides)
     return spec
@@ -49,7 +48,9 @@ def test_demo_spec_is_valid() -> None:
     assert spec.confidence_threshold == 0.8
     assert spec.labeling.workers_per_object == 3
     assert spec.labeling.task_time_limit_seconds == 600
-    assert spec.format == "csv"
+    assert spec.input.format == "auto" and spec.input.delimiter is None and spec.input.encoding is None
+    assert spec.display_columns == ["review_text", "product_category"]
+    assert spec.fit_version == 1
 
 
 def test_minimal_spec_takes_defaults() -> None:
@@ -201,12 +202,74 @@ def test_fewer_than_two_labels_is_rejected() -> None:
         DatasetSpec.model_validate(minimal_spec(labels=["bug"]))
 
 
-@pytest.mark.parametrize("name", ["-leading-hyphen", "has_underscore", "x" * 65])
-def test_feature_group_name_follows_feature_store_rules(name: str) -> None:
-    # Given a feature group name Feature Store would refuse
-    # When the spec is validated / Then the name is rejected
-    with pytest.raises(ValidationError, match="feature_group_name"):
-        DatasetSpec.model_validate(minimal_spec(feature_group_name=name))
+@pytest.mark.parametrize(
+    "name", ["Reviews", "has_underscore", "-leading", "trailing-", "double--hyphen", "9starts-with-digit", "x" * 64]
+)
+def test_dataset_names_follow_one_rule(name: str) -> None:
+    # Given a dataset name that some name built from it (job, execution, feature group, S3 key) could not carry
+    # When the spec is validated / Then the name is rejected, saying what is allowed
+    with pytest.raises(ValidationError, match="dataset"):
+        DatasetSpec.model_validate(minimal_spec(dataset=name))
+
+
+@pytest.mark.parametrize("name", ["a", "churn-2024", "x" * 63, "reviews"])
+def test_dataset_names_the_rule_allows(name: str) -> None:
+    assert DatasetSpec.model_validate(minimal_spec(dataset=name)).dataset == name
+
+
+def test_a_spec_may_have_no_features() -> None:
+    # Given a text dataset whose only input is the text the model and reviewers read
+    spec = DatasetSpec.model_validate(minimal_spec(features=[]))
+    # Then it is valid and its feature group has only labelflow's columns
+    assert output_features(spec) == []
+
+
+def test_display_columns_must_be_unique() -> None:
+    with pytest.raises(ValidationError, match="display_columns must be unique"):
+        DatasetSpec.model_validate(minimal_spec(display_columns=["body", "body"]))
+
+
+def test_unknown_other_adds_a_one_hot_column() -> None:
+    # Given a one-hot feature whose unseen values go to an "other" bucket
+    feature = {
+        "name": "plan",
+        "type": "categorical",
+        "encoding": "onehot",
+        "categories": ["a", "b"],
+        "unknown": "other",
+    }
+    spec = DatasetSpec.model_validate(minimal_spec(features=[feature]))
+    # Then the bucket is its own Integral column after the categories
+    assert output_features(spec) == [("plan__a", "Integral"), ("plan__b", "Integral"), ("plan__other", "Integral")]
+
+
+@pytest.mark.parametrize(
+    ("feature", "message"),
+    [
+        ({"name": "plan", "type": "categorical", "unknown": "other"}, "unknown 'other' needs an encoding"),
+        (
+            {"name": "plan", "type": "categorical", "encoding": "ordinal", "categories": ["other"], "unknown": "other"},
+            "both a category and the unknown bucket",
+        ),
+    ],
+)
+def test_unknown_other_needs_an_encoding_and_a_free_name(feature: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        DatasetSpec.model_validate(minimal_spec(features=[feature]))
+
+
+def test_transform_fingerprint_changes_with_features_and_fit_version_only() -> None:
+    # Given a spec, the same spec with another threshold, a bumped fit_version and a changed feature
+    base = DatasetSpec.model_validate(minimal_spec())
+    other_threshold = DatasetSpec.model_validate(minimal_spec(confidence_threshold=0.5))
+    refit = DatasetSpec.model_validate(minimal_spec(fit_version=2))
+    scaled = DatasetSpec.model_validate(
+        minimal_spec(features=[{"name": "priority", "type": "numeric", "scaling": "minmax"}])
+    )
+
+    # Then only what the fitted state depends on changes the fingerprint
+    assert transform_fingerprint(base) == transform_fingerprint(other_threshold)
+    assert len({transform_fingerprint(base), transform_fingerprint(refit), transform_fingerprint(scaled)}) == 3
 
 
 # ------------------------------------------------------------------- required columns
@@ -221,8 +284,8 @@ def test_required_columns_of_the_demo_spec_are_ordered_and_deduplicated() -> Non
     assert columns == [
         "review_id",
         "review_text",
-        "reviewed_at",
         "product_category",
+        "reviewed_at",
         "helpful_votes",
         "price",
         "verified_purchase",

@@ -15,6 +15,7 @@ def manifest_line(**overrides: Any) -> dict[str, Any]:
         "source": "The blender broke after a week.",
         "record_id": "r00042",
         "labels": ["negative", "positive"],
+        "display": {"review_text": "The blender broke after a week.", "product_category": "home"},
         "model_label": "positive",
         "model_confidence": 0.55,
     }
@@ -23,17 +24,36 @@ def manifest_line(**overrides: Any) -> dict[str, Any]:
 
 
 def test_task_input_fields() -> None:
-    # Given a review-manifest line with the model's guess
+    # Given a review-manifest line with two display columns and the model's guess
     # When the task input is built
     task = task_input(manifest_line())
 
-    # Then the reviewer sees the text, the choices, the record id and the default header, not the model's guess
+    # Then the reviewer sees each display column as a row, the choices, the record id, the header and the
+    # model's suggestion with its confidence
     assert task == {
         "text": "The blender broke after a week.",
+        "rows": [
+            {"column": "review_text", "value": "The blender broke after a week."},
+            {"column": "product_category", "value": "home"},
+        ],
         "labels": ["negative", "positive"],
         "record_id": "r00042",
         "header": "Pick the label that fits",
+        "suggestion": {"label": "positive", "confidence": "55%"},
     }
+
+
+def test_task_input_without_model_or_display() -> None:
+    # Given a line the model did not score, written without display columns
+    line = manifest_line(model_label=None, model_confidence=None)
+    del line["display"]
+
+    # When the task input is built
+    task = task_input(line)
+
+    # Then the source is the one row and there is no suggestion
+    assert task["rows"] == [{"column": "record", "value": "The blender broke after a week."}]
+    assert task["suggestion"] is None
 
 
 def test_task_input_custom_header() -> None:

@@ -85,7 +85,7 @@ def test_parse_s3_notification_with_only_deletes_yields_nothing() -> None:
         (obj(key="config/datasets/reviews.json"), "key is outside raw/"),
         (obj(key="raw/reviews/"), "folder marker"),
         (obj(key="raw/data.csv"), "key is not raw/<dataset>/<file> with a valid dataset name"),
-        (obj(key="raw/bad-name/data.csv"), "key is not raw/<dataset>/<file> with a valid dataset name"),
+        (obj(key="raw/Bad_Name/data.csv"), "key is not raw/<dataset>/<file> with a valid dataset name"),
         (obj(key="rawdata/reviews/data.csv"), "key is outside raw/"),
     ],
 )

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
-from labelflow_local.featurestore import RESERVED, FeatureGroup, LocalFeatureStore, ValidationError
+from labelflow_local.featurestore import RESERVED, FeatureGroup, LocalFeatureStore, ResourceNotFound, ValidationError
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -112,7 +112,7 @@ def test_offline_rows_keep_typed_values(store: LocalFeatureStore, tmp_path: Path
 @pytest.mark.parametrize(
     ("group", "written", "message"),
     [
-        ("no-such-group", record(), "feature group no-such-group does not exist"),
+        ("no-such-group", record(), "can't find a FeatureGroup with name [no-such-group]"),
         (GROUP, record(colour="red"), "features not in labelflow-reviews: colour"),
         (GROUP, record(record_id=""), "record is missing record_id"),
         (GROUP, [item for item in record() if item["FeatureName"] != "record_id"], "record is missing record_id"),
@@ -193,8 +193,8 @@ def test_get_record_returns_the_feature_store_record_shape_or_none(store: LocalF
 def test_get_record_of_an_unknown_group_is_refused(store: LocalFeatureStore) -> None:
     # Given a store without group "other"
     # When a record of it is read
-    # Then it is a validation error naming the group
-    with pytest.raises(ValidationError, match="feature group other does not exist"):
+    # Then it is ResourceNotFound naming the group (GetRecord's model lists it)
+    with pytest.raises(ResourceNotFound, match=r"FeatureGroup with name \[other\]"):
         store.get_record("other", "r1")
 
 
@@ -303,3 +303,155 @@ def test_boto3_put_with_a_malformed_event_time_is_a_validation_error_client_erro
         runtime.put_record(FeatureGroupName=GROUP, Record=record(event_time="yesterday"))
     # Then botocore raises ValidationError, as Feature Store does
     assert raised.value.response["Error"]["Code"] == "ValidationError"
+
+
+# ------------------------------------------------------------------------------------ the control plane
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/labelflow-FeatureStoreRole"
+
+
+def create_request(name: str = "labelflow-churn", **changes: Any) -> dict[str, Any]:
+    return {
+        "FeatureGroupName": name,
+        "RecordIdentifierFeatureName": "record_id",
+        "EventTimeFeatureName": "event_time",
+        "FeatureDefinitions": [
+            {"FeatureName": "record_id", "FeatureType": "String"},
+            {"FeatureName": "event_time", "FeatureType": "String"},
+            {"FeatureName": "tenure", "FeatureType": "Fractional"},
+        ],
+        "OnlineStoreConfig": {"EnableOnlineStore": True},
+        "OfflineStoreConfig": {
+            "S3StorageConfig": {"S3Uri": "s3://labelflow-demo/feature-store"},
+            "TableFormat": "Glue",
+        },
+        "RoleArn": ROLE,
+        "Description": "labelflow dataset churn",
+        **changes,
+    }
+
+
+@pytest.fixture
+def sagemaker(moto: None, store: LocalFeatureStore) -> Any:
+    assert boto3.DEFAULT_SESSION is not None
+    store.register(boto3.DEFAULT_SESSION.events)
+    return boto3.client("sagemaker", region_name=REGION)
+
+
+def test_a_created_group_is_described_as_feature_store_describes_it(sagemaker: Any) -> None:
+    # Given a group created through a real boto3 SageMaker client
+    arn = sagemaker.create_feature_group(**create_request())["FeatureGroupArn"]
+    # When it is described
+    described = sagemaker.describe_feature_group(FeatureGroupName="labelflow-churn")
+    # Then it has the request's definitions and stores, Created, with the offline store's resolved prefix and table
+    assert arn == described["FeatureGroupArn"] == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:feature-group/labelflow-churn"
+    assert described["FeatureGroupStatus"] == "Created"
+    assert described["FeatureDefinitions"] == create_request()["FeatureDefinitions"]
+    assert described["OnlineStoreConfig"] == {"EnableOnlineStore": True}
+    assert described["Description"] == "labelflow dataset churn" and described["RoleArn"] == ROLE
+    offline = described["OfflineStoreConfig"]
+    created = int(described["CreationTime"].timestamp())
+    assert offline["S3StorageConfig"]["ResolvedOutputS3Uri"] == (
+        f"s3://labelflow-demo/feature-store/{ACCOUNT}/sagemaker/{REGION}/offline-store/labelflow-churn-{created}/data"
+    )
+    assert offline["DataCatalogConfig"]["TableName"] == f"labelflow_churn_{created}"
+
+
+def test_a_missing_group_is_resource_not_found_and_a_taken_name_resource_in_use(sagemaker: Any) -> None:
+    # Given one group
+    sagemaker.create_feature_group(**create_request())
+    # When a group that does not exist is described, and the existing one is created again
+    # Then the errors are SageMaker's, as botocore's modeled exceptions
+    with pytest.raises(sagemaker.exceptions.ResourceNotFound):
+        sagemaker.describe_feature_group(FeatureGroupName="labelflow-other")
+    with pytest.raises(sagemaker.exceptions.ResourceInUse, match="already exists"):
+        sagemaker.create_feature_group(**create_request())
+
+
+def test_a_group_being_created_takes_no_records_until_it_is_created(
+    sagemaker: Any, runtime: Any, store: LocalFeatureStore
+) -> None:
+    # Given groups that stay Creating for two describes
+    store.describes_while_creating = 2
+    sagemaker.create_feature_group(**create_request())
+    churn = [
+        {"FeatureName": "record_id", "ValueAsString": "c1"},
+        {"FeatureName": "event_time", "ValueAsString": "2024-05-01T10:15:00Z"},
+    ]
+    # When it is written to at once, then described three times, then written to again
+    with pytest.raises(ClientError, match="still Creating"):
+        runtime.put_record(FeatureGroupName="labelflow-churn", Record=churn)
+    statuses = [
+        sagemaker.describe_feature_group(FeatureGroupName="labelflow-churn")["FeatureGroupStatus"] for _ in range(3)
+    ]
+    runtime.put_record(FeatureGroupName="labelflow-churn", Record=churn)
+    # Then it was Creating, Creating, Created, and only the write after that was stored
+    assert statuses == ["Creating", "Creating", "Created"]
+    assert list(store.online_records("labelflow-churn")) == ["c1"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"FeatureGroupName": "labelflow_churn!"}, "CreateFeatureGroup.FeatureGroupName"),
+        ({"RoleArn": "arn:aws:iam::123456789012:user/someone-else"}, "CreateFeatureGroup.RoleArn"),
+        ({"Description": "x" * 129}, "length 129 is over 128"),
+        (
+            {"FeatureDefinitions": [{"FeatureName": "record_id", "FeatureType": "Text"}]},
+            "'Text' is not one of Integral, Fractional, String",
+        ),
+    ],
+    ids=["name", "role", "description", "type"],
+)
+def test_a_request_the_service_model_forbids_is_a_validation_exception(
+    sagemaker: Any, store: LocalFeatureStore, changes: dict[str, Any], message: str
+) -> None:
+    # Given a CreateFeatureGroup request that breaks a pattern, an enum or a length of botocore's sagemaker model
+    # When it is sent
+    with pytest.raises(ClientError) as raised:
+        sagemaker.create_feature_group(**create_request(**changes))
+    # Then SageMaker's ValidationException names the member, and no group exists
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+    assert message in raised.value.response["Error"]["Message"]
+    with pytest.raises(sagemaker.exceptions.ResourceNotFound):
+        sagemaker.describe_feature_group(FeatureGroupName="labelflow-churn")
+
+
+def test_records_of_a_created_group_are_checked_and_flushed_under_its_offline_prefix(
+    sagemaker: Any, runtime: Any, store: LocalFeatureStore, tmp_path: Path
+) -> None:
+    # Given a group created through SageMaker
+    sagemaker.create_feature_group(**create_request())
+    described = sagemaker.describe_feature_group(FeatureGroupName="labelflow-churn")
+    # When a record with a feature it does not define, then a good one, are put, and the store is flushed
+    with pytest.raises(ClientError, match="features not in labelflow-churn: colour"):
+        runtime.put_record(
+            FeatureGroupName="labelflow-churn",
+            Record=[
+                {"FeatureName": "record_id", "ValueAsString": "c1"},
+                {"FeatureName": "event_time", "ValueAsString": "2024-05-01T10:15:00Z"},
+                {"FeatureName": "colour", "ValueAsString": "red"},
+            ],
+        )
+    runtime.put_record(
+        FeatureGroupName="labelflow-churn",
+        Record=[
+            {"FeatureName": "record_id", "ValueAsString": "c1"},
+            {"FeatureName": "event_time", "ValueAsString": "2024-05-01T10:15:00Z"},
+            {"FeatureName": "tenure", "ValueAsString": "3.5"},
+        ],
+    )
+    store.flush()
+    # Then only the good one is stored, its Parquet where the described offline prefix points (under the store root)
+    resolved = described["OfflineStoreConfig"]["S3StorageConfig"]["ResolvedOutputS3Uri"]
+    data = tmp_path / resolved.removeprefix("s3://labelflow-demo/feature-store/")
+    (row,) = [row for path in data.rglob("*.parquet") for row in pq.read_table(path).to_pylist()]
+    assert row["record_id"] == "c1" and row["tenure"] == 3.5
+
+
+def test_a_put_record_the_runtime_model_forbids_is_a_validation_error(runtime: Any) -> None:
+    # Given a record whose feature name breaks the runtime model's FeatureName pattern
+    # When it is put / Then the runtime's ValidationError names the member
+    with pytest.raises(ClientError) as raised:
+        runtime.put_record(FeatureGroupName=GROUP, Record=record(**{"bad name": "1"}))
+    assert raised.value.response["Error"]["Code"] == "ValidationError"
+    assert "FeatureName" in raised.value.response["Error"]["Message"]

@@ -254,3 +254,137 @@ def test_a_job_over_max_runtime_is_stopped_and_fails(s3: Any, staged: str) -> No
     assert describe["ProcessingJobStatus"] == "Failed"
     assert "MaxRuntimeInSeconds" in describe["FailureReason"]
     assert keys(s3, staged, "runs/r1/output") == []
+
+
+# ------------------------------------------------------------------------------------------ inputs
+PROCESSING = Path(__file__).resolve().parents[3] / "processing"
+
+
+def engine_request(bucket: str, extra_inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The real processing script's job: code, data and spec inputs (as planning makes them), plus `extra_inputs`."""
+
+    def s3_input(name: str, prefix: str) -> dict[str, Any]:
+        local_path = f"/opt/ml/processing/input/{name}"
+        return {
+            "InputName": name,
+            "S3Input": {
+                "S3Uri": f"s3://{bucket}/{prefix}",
+                "LocalPath": local_path,
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+            },
+        }
+
+    base = request(bucket)
+    base["ProcessingInputs"] = [
+        s3_input("code", "code/"),
+        s3_input("data", "runs/r1/input/"),
+        s3_input("spec", "runs/r1/spec/"),
+    ]
+    base["ProcessingInputs"] += extra_inputs
+    base["AppSpecification"]["ContainerEntrypoint"] = ["python3", "/opt/ml/processing/input/code/preprocess.py"]
+    base["AppSpecification"]["ContainerArguments"] = [
+        "--input-dir", "/opt/ml/processing/input/data",
+        "--spec", "/opt/ml/processing/input/spec/spec.json",
+        "--output-dir", "/opt/ml/processing/output",
+        "--message-file", "/opt/ml/output/message",
+        "--state-dir", "/opt/ml/processing/input/state",
+    ]  # fmt: skip
+    return base
+
+
+@pytest.fixture
+def engine(s3: Any, bucket: str) -> str:
+    """The processing code under code/, a two-row CSV under runs/r1/input/ and its spec under runs/r1/spec/."""
+    for path in sorted(PROCESSING.rglob("*.py")):
+        put(s3, bucket, f"code/{path.relative_to(PROCESSING).as_posix()}", path.read_text(encoding="utf-8"))
+    put(s3, bucket, "runs/r1/input/landed", "id,ts,text,num\na,1767225600,t,1\nb,1767225600,t,3\n")
+    spec = {
+        "record_id_column": "id",
+        "event_time_column": "ts",
+        "display_columns": ["text"],
+        "features": [{"name": "num", "type": "numeric", "impute": "mean", "scaling": "standard"}],
+        "labels": ["a", "b"],
+    }
+    put(s3, bucket, "runs/r1/spec/spec.json", json.dumps(spec))
+    return bucket
+
+
+def test_a_state_input_reaches_the_script_like_any_other(s3: Any, engine: str) -> None:
+    # Given a transform state published under state/ (fitted on other data: mean 10, std 2)
+    state = {
+        "format": "labelflow.transform-state",
+        "version": 1,
+        "features": {
+            "num": {
+                "transform": {"type": "numeric", "impute": "mean", "fill_value": None, "scaling": "standard"},
+                "fit": {"count": 4, "missing": 0, "mean": 10.0, "std": 2.0, "min": 7.0, "max": 13.0},
+                "impute_value": 10.0,
+                "scaler": {"mean": 10.0, "std": 2.0, "min": 7.0, "max": 13.0},
+            }
+        },
+    }
+    body = json.dumps(state, indent=2)
+    put(s3, engine, "state/test/state.json", body)
+    state_input = {
+        "InputName": "state",
+        "S3Input": {
+            "S3Uri": f"s3://{engine}/state/test/",
+            "LocalPath": "/opt/ml/processing/input/state",
+            "S3DataType": "S3Prefix",
+        },
+    }
+
+    # When the real processing script runs with it as the "state" input
+    describe = LocalProcessing(s3, REGION, ACCOUNT).run(engine_request(engine, [state_input]))
+
+    # Then the script applied that state (not a refit) and wrote it back unchanged
+    assert describe["ProcessingJobStatus"] == "Completed", describe.get("FailureReason")
+    assert read(s3, engine, "runs/r1/output/state.json").decode() == body
+    records = [json.loads(line) for line in read(s3, engine, "runs/r1/output/records.jsonl").splitlines()]
+    assert [r["features"]["num"] for r in records] == [-4.5, -3.5]
+    assert json.loads(read(s3, engine, "runs/r1/output/stats.json"))["state"]["fitted"] is False
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        (
+            {"InputName": "db", "DatasetDefinition": {}},
+            "input db: only S3Input inputs are emulated locally (not DatasetDefinition)",
+        ),
+        (
+            {
+                "InputName": "m",
+                "S3Input": {"S3Uri": "s3://b/m", "LocalPath": "/opt/ml/processing/m", "S3DataType": "ManifestFile"},
+            },
+            "input m: only S3Prefix inputs in File mode are emulated locally",
+        ),
+        (
+            {
+                "InputName": "p",
+                "S3Input": {
+                    "S3Uri": "s3://b/p",
+                    "LocalPath": "/opt/ml/processing/p",
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "Pipe",
+                },
+            },
+            "input p: only S3Prefix inputs in File mode are emulated locally",
+        ),
+        (
+            {"InputName": "x", "S3Input": {"S3Uri": "s3://b/x", "LocalPath": "/tmp/x", "S3DataType": "S3Prefix"}},
+            "input x: LocalPath must begin with /opt/ml/processing/",
+        ),
+    ],
+)
+def test_inputs_local_mode_cannot_emulate_fail_the_job_saying_so(
+    s3: Any, staged: str, item: dict[str, Any], reason: str
+) -> None:
+    # Given a job with an input kind local mode does not copy
+    job = request(staged)
+    job["ProcessingInputs"].append(item)
+    # When it runs / Then it fails before running anything, naming the input
+    describe = LocalProcessing(s3, REGION, ACCOUNT).run(job)
+    assert (describe["ProcessingJobStatus"], describe["FailureReason"]) == ("Failed", reason)
+    assert keys(s3, staged, "runs/r1/output") == []

@@ -310,14 +310,16 @@ def test_a_function_variable_overrides_a_global_one(tmp_path: Path) -> None:
 def test_the_template_values_local_mode_resolves(template: dict[str, Any], template_resolver: Resolver) -> None:
     # Given the same local values
     resources = template["Resources"]
-    # When the state machine's substitutions and the feature group's offline store are resolved
+    # When the state machine's substitutions and PlanProcessing's Feature Store settings are resolved
     substitutions = {
         key: template_resolver.resolve(value)
         for key, value in resources["LabelingStateMachine"]["Properties"]["DefinitionSubstitutions"].items()
     }
-    offline = template_resolver.resolve_deep(resources["ReviewsFeatureGroup"]["Properties"]["OfflineStoreConfig"])
-    # Then every value resolves
+    plan = functions(template, template_resolver)["plan_processing"].environment
+    # Then every value resolves: groups are named after the local stack, and their offline store is in the bucket
     assert substitutions["PlanProcessingFunctionArn"].endswith(":function:labelflow-plan-processing")
     assert substitutions["SageMakerExecutionRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/labelflow-SageMakerExecutionRole"
     assert substitutions["WorkteamArn"].startswith("arn:aws:sagemaker:")
-    assert offline == {"S3StorageConfig": {"S3Uri": f"s3://{BUCKET}/feature-store"}, "TableFormat": "Glue"}
+    assert plan["FEATURE_GROUP_PREFIX"] == "labelflow"
+    assert plan["FEATURE_STORE_ROLE_ARN"] == f"arn:aws:iam::{ACCOUNT}:role/labelflow-FeatureStoreRole"
+    assert plan["OFFLINE_STORE_S3_URI"] == f"s3://{BUCKET}/feature-store"

@@ -24,7 +24,7 @@ class ProcessedRecord(_Record):
     record_id: str
     event_time: str
     features: dict[str, FeatureValue]
-    display: str
+    display: dict[str, str] = Field(description="the spec's display columns, in order: column name -> value")
     prediction: Prediction | None = None
 
 
@@ -35,12 +35,17 @@ class AutoLabel(_Record):
 
 
 class ReviewItem(BaseModel):
-    """One line of the human-review input manifest (Ground Truth's `source` plus our own keys)."""
+    """One line of the human-review input manifest (Ground Truth's `source` plus our own keys).
+
+    `source` is the record as plain text (Ground Truth requires it); reviewers see `display`, the same values
+    as a table of column name and value.
+    """
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
     source: str
     record_id: str
+    display: dict[str, str] = Field(default_factory=dict)
     labels: list[str]
     model_label: str | None = None
     model_confidence: float | None = None
@@ -64,3 +69,10 @@ class LabeledRecord(_Record):
 class IngestFailure(_Record):
     record_id: str
     error: str
+
+
+def display_text(display: dict[str, str]) -> str:
+    """The display columns as plain text: the value alone for one column, else `column: value` lines."""
+    if len(display) == 1:
+        return next(iter(display.values()))
+    return "\n".join(f"{column}: {value}" for column, value in display.items())

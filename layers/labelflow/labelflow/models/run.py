@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _RunModel(BaseModel):
@@ -26,6 +26,28 @@ class ModelLineage(_RunModel):
     version_id: str | None
     sha256: str
     classes: list[str]
+
+
+class FeatureGroupLineage(_RunModel):
+    """The dataset's feature group: created from the spec by this run's planning, or an existing one that matched it."""
+
+    name: str
+    created: bool = Field(description="true: this run created it; false: it existed and matched the spec")
+
+
+class TransformStateLineage(_RunModel):
+    """The fitted transform state a run used: the dataset's published one, or one it fitted itself."""
+
+    uri: str = Field(description="where the dataset's state for this fingerprint is published")
+    fingerprint: str = Field(description="labelflow.models.spec.transform_fingerprint of the run's spec")
+    applied: bool = Field(description="true: the published state was applied; false: this run fitted one")
+    version_id: str | None = Field(default=None, description="the applied state's S3 version")
+    sha256: str | None = Field(default=None, description="of the state.json processing used (its stats.json)")
+    published: bool | None = Field(
+        default=None,
+        description="runs that fitted: true when their state is the published one, false when another run's fit "
+        "was published first (this run's features came from its own fit)",
+    )
 
 
 class RunCounts(_RunModel):
@@ -74,9 +96,10 @@ class RunManifest(_RunModel):
     cache_key: str | None = None
     cache_hit: bool | None = None
     model: ModelLineage | None = None
+    transform_state: TransformStateLineage | None = None
     processing_job: str | None = None
     labeling_job: str | None = None
-    feature_group: str | None = None
+    feature_group: FeatureGroupLineage | None = None
     counts: RunCounts
     artifacts: RunArtifacts
     error: RunError | None = None

@@ -29,6 +29,16 @@ class PlanSettings(BucketSettings):
     processing_instance_count: int = Field(default=1, alias="PROCESSING_INSTANCE_COUNT", ge=1, le=1)
     processing_volume_size_gb: int = Field(default=30, alias="PROCESSING_VOLUME_SIZE_GB", ge=1, le=16_384)
     processing_max_runtime_seconds: int = Field(default=3600, alias="PROCESSING_MAX_RUNTIME_SECONDS", ge=1, le=777_600)
+    # The stack name: feature groups are `<prefix>-<dataset>` (layout.feature_group_name), and IAM grants
+    # `<prefix>-*`. CloudFormation stack names are [a-zA-Z][-a-zA-Z0-9]*; 53 leaves room for a hashed dataset name.
+    feature_group_prefix: str = Field(
+        alias="FEATURE_GROUP_PREFIX", min_length=1, max_length=53, pattern=r"^[a-zA-Z][-a-zA-Z0-9]*$"
+    )
+    # CreateFeatureGroup's RoleArn pattern (botocore's sagemaker service model).
+    feature_store_role_arn: str = Field(
+        alias="FEATURE_STORE_ROLE_ARN", pattern=r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
+    )
+    offline_store_s3_uri: str = Field(alias="OFFLINE_STORE_S3_URI", pattern=r"^s3://[^/]+(/.*)?$", max_length=1024)
 
 
 class RouteSettings(BucketSettings):

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
-# Feature Store names: letters, digits and hyphens, starting with a letter or digit.
-FeatureGroupName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9]([-a-zA-Z0-9]){0,63}$")]
+# One rule for dataset names, wherever a name is built from one: S3 keys, execution names, SageMaker job
+# names (letters, digits, hyphens; labeling job names are case-insensitive) and feature group names.
+DATASET_NAME_PATTERN = r"^[a-z](-?[a-z0-9])*$"
+DATASET_NAME_MAX = 63
+DatasetName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=DATASET_NAME_MAX,
+        pattern=DATASET_NAME_PATTERN,
+        description="lowercase letters, digits and single hyphens, starting with a letter (e.g. `churn-2024`)",
+    ),
+]
 # Feature Store's FeatureName pattern; one-hot columns are `<feature>__<category>`, so categories count.
 _FEATURE_STORE_NAME = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
 RESERVED_FEATURE_NAMES = frozenset({"is_deleted", "write_time", "api_invocation_time"})
@@ -24,15 +37,34 @@ class _Strict(BaseModel):
 class FeatureSpec(_Strict):
     """One feature column and how the processing step turns it into model-ready values."""
 
-    name: Identifier
+    name: Identifier = Field(description="the feature's name in the feature group (one-hot columns add `__<category>`)")
     column: str | None = Field(default=None, description="source column; defaults to the feature name")
-    type: Literal["numeric", "categorical"]
-    impute: Literal["mean", "median", "most_frequent", "constant"] | None = None
-    fill_value: str | float | None = None
-    encoding: Literal["onehot", "ordinal"] | None = None
-    scaling: Literal["standard", "minmax"] | None = None
+    type: Literal["numeric", "categorical"] = Field(
+        description="numeric: parsed as a number (a row whose value is not a finite number is rejected); "
+        "categorical: kept as text"
+    )
+    impute: Literal["mean", "median", "most_frequent", "constant"] | None = Field(
+        default=None,
+        description="how a missing value is filled, from the fitted state (mean and median for numeric only); "
+        "unset: a row missing this value is rejected",
+    )
+    fill_value: str | float | None = Field(default=None, description="the value `impute: constant` fills in")
+    encoding: Literal["onehot", "ordinal"] | None = Field(
+        default=None,
+        description="categorical only: one 0/1 column per category, or the category's position in `categories`; "
+        "unset: the text itself",
+    )
+    scaling: Literal["standard", "minmax"] | None = Field(
+        default=None,
+        description="numeric only: (x - mean) / std, or (x - min) / (max - min), with the fitted state's statistics",
+    )
     categories: list[str] | None = Field(
         default=None, description="fixed category list; required for encoding so codes never shift between runs"
+    )
+    unknown: Literal["ignore", "other"] = Field(
+        default="ignore",
+        description="a value outside `categories`: `ignore` (one-hot all 0, ordinal -1) or `other` "
+        "(its own one-hot column `<name>__other`, ordinal code len(categories))",
     )
 
     @property
@@ -51,6 +83,10 @@ class FeatureSpec(_Strict):
             raise ValueError(f"feature '{self.name}': encoding needs a fixed categories list")
         if self.categories and len(set(self.categories)) != len(self.categories):
             raise ValueError(f"feature '{self.name}': categories must be unique")
+        if self.unknown == "other" and self.encoding is None:
+            raise ValueError(f"feature '{self.name}': unknown 'other' needs an encoding")
+        if self.unknown == "other" and "other" in (self.categories or []):
+            raise ValueError(f"feature '{self.name}': 'other' is both a category and the unknown bucket")
         if self.impute == "constant" and self.fill_value is None:
             raise ValueError(f"feature '{self.name}': impute 'constant' needs fill_value")
         return self
@@ -102,35 +138,86 @@ class ModelSpec(_Strict):
 class LabelingSpec(_Strict):
     """What human reviewers see and how many of them look at each record."""
 
-    task_title: str = Field(default="Classify the record", min_length=1, max_length=128)
-    task_description: str = Field(default="Choose the label that fits best", min_length=1, max_length=255)
-    workers_per_object: int = Field(default=1, ge=1, le=9)
-    task_time_limit_seconds: int = Field(default=600, ge=30, le=28_800)
-    task_availability_lifetime_seconds: int = Field(default=86_400, ge=60, le=2_592_000)
-    max_concurrent_task_count: int = Field(default=1000, ge=1, le=5000)
+    task_title: str = Field(
+        default="Classify the record", min_length=1, max_length=128, description="the task's title reviewers see"
+    )
+    task_description: str = Field(
+        default="Choose the label that fits best",
+        min_length=1,
+        max_length=255,
+        description="the task's description reviewers see",
+    )
+    workers_per_object: int = Field(
+        default=1, ge=1, le=9, description="reviewers per record; several answers are consolidated into one label"
+    )
+    task_time_limit_seconds: int = Field(
+        default=600, ge=30, le=28_800, description="how long one reviewer may take over one record"
+    )
+    task_availability_lifetime_seconds: int = Field(
+        default=86_400, ge=60, le=2_592_000, description="how long records wait for reviewers before they expire"
+    )
+    max_concurrent_task_count: int = Field(
+        default=1000, ge=1, le=5000, description="records offered to reviewers at the same time"
+    )
+
+
+class InputSpec(_Strict):
+    """How the landed files are read. Everything is detected when left unset."""
+
+    format: Literal["auto", "csv", "jsonl", "parquet"] = Field(
+        default="auto",
+        description="`auto`: from the key's extension (.csv, .tsv, .jsonl, .ndjson, .parquet, each optionally "
+        ".gz), else from the content",
+    )
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] | None = Field(
+        default=None, description="CSV field delimiter; detected from the header line when unset (`,` `;` tab `|`)"
+    )
+    encoding: str | None = Field(
+        default=None, description="text encoding of CSV and JSON Lines; utf-8 (with or without BOM) when unset"
+    )
 
 
 class DatasetSpec(_Strict):
     """Everything labelflow needs to know to process, label and store one dataset."""
 
-    dataset: Identifier
-    format: Literal["csv"] = "csv"
-    record_id_column: str = Field(min_length=1)
-    event_time_column: str | None = None
-    display_column: str = Field(min_length=1, description="the text shown to human reviewers")
-    features: list[FeatureSpec] = Field(min_length=1)
-    labels: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=2)
-    model: ModelSpec | None = None
+    dataset: DatasetName
+    input: InputSpec = Field(default=InputSpec(), description="how landed files are read; detected when unset")
+    record_id_column: str = Field(
+        min_length=1, description="the column that identifies a record; its values must be unique in a file"
+    )
+    event_time_column: str | None = Field(
+        default=None, description="ISO-8601 or epoch seconds; without one, records take the time the file landed"
+    )
+    display_columns: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1, description="the columns shown to human reviewers, as a table of column name and value"
+    )
+    features: list[FeatureSpec] = Field(
+        default_factory=list, description="the feature columns and their transforms, in feature-group order"
+    )
+    labels: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=2, description="the label categories reviewers choose from and the model's classes map to"
+    )
+    model: ModelSpec | None = Field(
+        default=None,
+        description="your scikit-learn model that pre-labels records; without one every record is reviewed",
+    )
     confidence_threshold: float | None = Field(
         default=None, ge=0.0, le=1.0, description="records below it go to humans; the deployment default when unset"
     )
-    feature_group_name: FeatureGroupName
-    labeling: LabelingSpec = LabelingSpec()
+    labeling: LabelingSpec = Field(default=LabelingSpec(), description="what reviewers see, and how many")
+    fit_version: int = Field(
+        default=1,
+        ge=1,
+        description="the transform state is fitted on the dataset's first run and applied to every later one; "
+        "raise this number (or change a feature) to fit a new state on the next run",
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> DatasetSpec:
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be unique")
+        if len(set(self.display_columns)) != len(self.display_columns):
+            raise ValueError("display_columns must be unique")
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise ValueError("feature names must be unique")
@@ -155,7 +242,7 @@ class DatasetSpec(_Strict):
     @property
     def required_columns(self) -> list[str]:
         """Columns the input file must have, in a stable order."""
-        columns = [self.record_id_column, self.display_column]
+        columns = [self.record_id_column, *self.display_columns]
         if self.event_time_column:
             columns.append(self.event_time_column)
         columns += [f.source_column for f in self.features]
@@ -177,9 +264,16 @@ def output_features(spec: DatasetSpec) -> list[tuple[str, FeatureType]]:
         if feature.type == "numeric":
             columns.append((feature.name, "Fractional"))
         elif feature.encoding == "onehot":
-            columns += [(f"{feature.name}__{category}", "Integral") for category in feature.categories or []]
+            categories = [*(feature.categories or []), *(["other"] if feature.unknown == "other" else [])]
+            columns += [(f"{feature.name}__{category}", "Integral") for category in categories]
         elif feature.encoding == "ordinal":
             columns.append((feature.name, "Integral"))
         else:
             columns.append((feature.name, "String"))
     return columns
+
+
+def transform_fingerprint(spec: DatasetSpec) -> str:
+    """What the fitted transform state depends on: the features and fit_version. A new value means a new fit."""
+    material = {"features": [f.model_dump(mode="json") for f in spec.features], "fit_version": spec.fit_version}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()

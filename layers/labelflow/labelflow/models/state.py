@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from labelflow.models.run import ModelLineage
+from labelflow.models.run import FeatureGroupLineage, ModelLineage, TransformStateLineage
 
 
 class _Payload(BaseModel):
@@ -37,6 +37,8 @@ class PlanOutput(_Payload):
     cache_hit: bool
     processed_uri: str
     model: ModelLineage | None = Field(default=None, description="the model this run scores with; none: all to review")
+    feature_group: FeatureGroupLineage = Field(description="the group ingestion writes to, checked against the spec")
+    transform_state: TransformStateLineage = Field(description="the published state processing applies, or none yet")
     processing_job: dict[str, Any] = Field(description="CreateProcessingJob fields, SageMaker-cased")
 
 
@@ -57,6 +59,9 @@ class RoutingOutput(_Payload):
     review_manifest_uri: str | None = None
     labeling_job: dict[str, Any] | None = Field(
         default=None, description="CreateLabelingJob fields the ASL passes through, SageMaker-cased"
+    )
+    transform_state: TransformStateLineage | None = Field(
+        default=None, description="the plan's state, with what processing used and whether its fit was published"
     )
 
 

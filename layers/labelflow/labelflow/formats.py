@@ -1,0 +1,161 @@
+"""What a landed file is: its format, compression, text encoding and CSV delimiter, from its key and first bytes.
+
+The one definition of the input-format rules. Planning resolves them on the first bytes of the object and
+passes the result to the processing step, which reads the file as told; `labelflow init` and `validate` use
+the same rules locally. Standard library only: this runs in Lambda.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import zlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from labelflow.errors import InvalidInputError
+from labelflow.models.spec import InputSpec
+
+FileFormat = Literal["csv", "jsonl", "parquet"]
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+DELIMITERS = (",", ";", "\t", "|")
+_EXTENSIONS: dict[str, FileFormat] = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+class ResolvedInput(BaseModel):
+    """How the processing step reads the file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: FileFormat
+    gzip: bool = False
+    encoding: str = "utf-8-sig"
+    delimiter: str | None = None
+    columns: list[str] | None = None
+
+    def container_arguments(self) -> list[str]:
+        """The processing script's arguments that say how to read the input."""
+        arguments = ["--format", self.format, "--encoding", self.encoding]
+        if self.gzip:
+            arguments.append("--gzip")
+        if self.delimiter is not None:
+            arguments += ["--delimiter", self.delimiter]
+        return arguments
+
+
+def format_from_key(key: str) -> tuple[FileFormat | None, bool]:
+    """The format the key's extension names (None when it names none) and whether it ends in .gz."""
+    name = key.rsplit("/", 1)[-1].lower()
+    gzipped = name.endswith(".gz")
+    name = name.removesuffix(".gz")
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    return _EXTENSIONS.get(suffix), gzipped
+
+
+def _inflate(head: bytes, where: str) -> bytes:
+    """The start of a gzip stream's content (as much as the given bytes hold)."""
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 256 * 1024)
+    except zlib.error as exc:
+        raise InvalidInputError(f"{where} is not a readable gzip file: {exc}") from exc
+
+
+def decode_head(head: bytes, encoding: str, where: str) -> str:
+    """The first bytes as text; a multibyte character cut at the end of the probe is not an error."""
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)()
+    except LookupError as exc:
+        raise InvalidInputError(f"{where}: unknown text encoding {encoding!r} (input.encoding)") from exc
+    try:
+        return decoder.decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        name = "utf-8" if encoding == "utf-8-sig" else encoding
+        raise InvalidInputError(
+            f"{where} is not {name} text (byte {exc.start}: {exc.reason}): set input.encoding in the spec, "
+            "e.g. latin-1 or cp1252"
+        ) from exc
+
+
+def detect_delimiter(header_line: str, where: str) -> str:
+    """The header's delimiter among , ; TAB |, counted outside quotes; an error when two are equally likely."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(counts.values())
+    if best == 0:
+        return ","
+    found = [d for d, n in counts.items() if n == best]
+    if len(found) > 1:
+        names = " and ".join(repr(d) for d in found)
+        raise InvalidInputError(f"{where}: cannot tell the delimiter ({names} appear equally): set input.delimiter")
+    return found[0]
+
+
+def resolve_input(key: str, head: bytes, options: InputSpec, where: str) -> ResolvedInput:
+    """Resolve format, compression, encoding and delimiter; InvalidInputError when the file cannot be read.
+
+    `head` is the object's first bytes (enough for the header line). CSV and JSON Lines come back with their
+    header columns (the first JSON object's keys); Parquet's columns are checked by the processing step.
+    """
+    if not head.strip():
+        raise InvalidInputError(f"{where} is empty")
+    by_key, gzipped = format_from_key(key)
+    gzipped = gzipped or head.startswith(GZIP_MAGIC)
+    if gzipped and not head.startswith(GZIP_MAGIC):
+        raise InvalidInputError(f"{where} ends in .gz but is not gzip data")
+    content = _inflate(head, where) if gzipped else head
+    if not content.strip():
+        raise InvalidInputError(f"{where} is empty")
+    kind: FileFormat | None = None if options.format == "auto" else options.format
+    kind = kind or by_key
+    if kind is None:
+        if content.startswith(PARQUET_MAGIC):
+            kind = "parquet"
+        elif content.lstrip().startswith(b"{"):
+            kind = "jsonl"
+        else:
+            kind = "csv"
+    if kind == "parquet":
+        if not content.startswith(PARQUET_MAGIC):
+            raise InvalidInputError(f"{where} is not a Parquet file (no PAR1 magic)")
+        return ResolvedInput(format="parquet", gzip=gzipped)
+    encoding = options.encoding or "utf-8-sig"
+    text = decode_head(content, encoding, where)
+    if "\x00" in text:
+        raise InvalidInputError(f"{where} is not a text file (NUL bytes): expected CSV, JSON Lines or Parquet")
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    if kind == "jsonl":
+        try:
+            first = json.loads(first_line)
+        except ValueError as exc:
+            raise InvalidInputError(f"{where}: the first line is not JSON: {exc}") from exc
+        if not isinstance(first, dict):
+            raise InvalidInputError(f"{where}: JSON Lines need one object per line; the first line is not one")
+        return ResolvedInput(format="jsonl", gzip=gzipped, encoding=encoding, columns=list(first))
+    delimiter = options.delimiter or (
+        "\t" if by_key == "csv" and key.lower().removesuffix(".gz").endswith(".tsv") else None
+    )
+    delimiter = delimiter or detect_delimiter(first_line, where)
+    try:
+        header = next(csv.reader(io.StringIO(first_line), delimiter=delimiter))
+    except (csv.Error, StopIteration) as exc:
+        raise InvalidInputError(f"{where} has no readable csv header") from exc
+    columns = [column.strip() for column in header]
+    return ResolvedInput(format="csv", gzip=gzipped, encoding=encoding, delimiter=delimiter, columns=columns)

@@ -1,0 +1,421 @@
+"""One processing run: scan the input, drop duplicates, fit (or take) the transform state, write the records.
+
+1. Scan: every batch of every input file is checked row by row (vectorised); a rejected row goes to
+   rejected.jsonl at once, the others are parsed (numbers, event times, text) into a scratch Arrow file on
+   local disk, so memory holds one batch whatever the input's size.
+2. Duplicates: a record id seen in an earlier accepted row rejects the later rows (the first one is kept). The
+   record ids are the one thing held for the whole input (as Arrow strings, a few bytes each).
+3. Fit or apply: without a state, the accepted rows' statistics fit one; with a state, the state is used as
+   it is. Either way the same statistics give the drift against the state.
+4. Write: the scratch rows are transformed with the state, scored with the model and written as JSON Lines.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+from scoring import Scorer
+
+from labelflow_processing import values, writers
+from labelflow_processing.background import ordered_map
+from labelflow_processing.config import FatalInputError, FeatureSpec, Spec
+from labelflow_processing.readers import InputFile, RawBatch, Rejection, read_batches
+from labelflow_processing.state import drift, fit_state, parse_state
+from labelflow_processing.transforms import FeatureStats, apply_numeric, encode, encoded_outputs
+
+ROW, LINE, RECORD_ID, EVENT_TIME = "_row", "_line", "_id", "_time"
+# A scored chunk: large enough to amortise predict_proba, small enough to bound a model's working memory.
+SCORING_ROWS = 8192
+# Rows of the table that renders a run of encoded features in one lookup.
+MAX_LOOKUP = 4096
+
+
+def feature_field(feature: FeatureSpec) -> str:
+    return f"f:{feature.name}"
+
+
+def _short(text: str | None, limit: int = 40) -> str:
+    """Quote a cell for a rejection reason, cut to a readable length."""
+    text = text or ""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+@dataclass
+class Layout:
+    """Where each value of an accepted row lives in the scratch file."""
+
+    spec: Spec
+    model_fields: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # A model reads a numeric feature's column as that feature's numbers (NaN when missing), any other as text.
+        numeric = {f.column: feature_field(f) for f in reversed(self.spec.features) if f.numeric}
+        columns = self.spec.model.columns if self.spec.model else ()
+        self.model_fields = {column: numeric.get(column, f"m:{column}") for column in columns}
+
+    def schema(self) -> pa.Schema:
+        fields = [
+            pa.field(ROW, pa.int64()),
+            pa.field(LINE, pa.int64()),
+            pa.field(RECORD_ID, pa.string()),
+            pa.field(EVENT_TIME, pa.int64()),
+        ]
+        fields += [pa.field(f"d:{column}", pa.string()) for column in self.spec.display_columns]
+        for feature in self.spec.features:
+            fields.append(pa.field(feature_field(feature), pa.float64() if feature.numeric else pa.string()))
+        fields += [pa.field(name, pa.string()) for name in self.model_fields.values() if name.startswith("m:")]
+        return pa.schema(fields)
+
+
+@dataclass
+class Checked:
+    """One scanned batch: the accepted rows' parsed values and statistics, and the rejected rows."""
+
+    read: int
+    accepted: dict[str, Any]
+    stats: dict[str, FeatureStats]
+    rejected: list[Rejection]
+
+
+class Scanner:
+    """Checks and parses raw batches (thread-safe): rejected rows out, accepted rows parsed and observed."""
+
+    def __init__(self, spec: Spec, default_event_time: str | None, fitting: bool) -> None:
+        self.spec = spec
+        self.fitting = fitting
+        self.layout = Layout(spec)
+        self.default_seconds = None
+        if default_event_time is not None:
+            seconds, _, _, _ = values.event_times(pa.array([default_event_time]))
+            self.default_seconds = int(seconds[0])
+
+    def check(self, batch: RawBatch) -> Checked:
+        n = batch.num_rows
+        reasons: list[str | None] = [None] * n
+        pending = np.ones(n, dtype=bool)
+
+        def reject(mask: np.ndarray, reason: Any) -> None:
+            hits = pending & mask
+            for index in np.flatnonzero(hits).tolist():
+                reasons[index] = reason(index)
+            pending[hits] = False
+
+        ids, missing_id = values.stripped(batch.columns[self.spec.record_id_column])
+        reject(missing_id, lambda i: "missing record id")
+        if self.spec.event_time_column:
+            seconds, missing, bad, text = values.event_times(batch.columns[self.spec.event_time_column])
+            reject(missing, lambda i: "missing event time")
+            reject(bad, lambda i: f"unparsable event time: {_short(text[i].as_py())}")
+        else:
+            seconds = np.full(n, self.default_seconds, dtype=np.int64)
+        parsed: dict[str, Any] = {}
+        for feature in self.spec.features:
+            parsed[feature_field(feature)] = self._feature(feature, batch.columns[feature.column], reject)
+        accepted: dict[str, Any] = {LINE: batch.lines, RECORD_ID: ids, EVENT_TIME: seconds, **parsed}
+        for column in self.spec.display_columns:
+            accepted[f"d:{column}"] = values.as_text(batch.columns[column]).fill_null("")
+        for column, name in self.layout.model_fields.items():
+            if name.startswith("m:"):
+                accepted[name] = values.stripped(batch.columns[column])[0]
+        if not pending.all():
+            keep = np.flatnonzero(pending)
+            indices = pa.array(keep)
+            accepted = {k: v[keep] if isinstance(v, np.ndarray) else v.take(indices) for k, v in accepted.items()}
+        stats = {f.name: FeatureStats.of(f, self.fitting, accepted[feature_field(f)]) for f in self.spec.features}
+        rejected = [
+            Rejection(int(batch.lines[i]), ids[i].as_py(), reason)
+            for i, reason in enumerate(reasons)
+            if reason is not None
+        ]
+        return Checked(n + len(batch.rejected), accepted, stats, batch.rejected + rejected)
+
+    def _feature(self, feature: FeatureSpec, column: pa.Array, reject: Any) -> np.ndarray | pa.Array:
+        if feature.numeric:
+            numbers, missing, bad = values.numbers(column)
+            if feature.impute is None:
+                reject(missing, lambda i: f"missing value for {feature.name}")
+            if bad.any():
+                text = values.as_text(column)
+                reject(bad, lambda i: f"{feature.name} is not a number: {_short((text[i].as_py() or '').strip())}")
+            return numbers
+        text, missing = values.stripped(column)
+        if feature.impute is None:
+            reject(missing, lambda i: f"missing value for {feature.name}")
+        return text
+
+
+@dataclass
+class RunResult:
+    records_in: int
+    records_out: int
+    rejected: int
+    state: bytes
+    fitted: bool
+    drift: dict[str, Any]
+    predicted: dict[str, int]
+    model: Scorer | None
+
+
+class Scratch:
+    """The accepted rows on local disk, in the Layout's schema, read back a batch at a time."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
+        self.schema = schema
+        self._writer: pa.ipc.RecordBatchFileWriter | None = pa.ipc.new_file(str(path), schema)
+
+    def append(self, columns: dict[str, Any]) -> None:
+        assert self._writer is not None
+        arrays = [pa.array(columns[f.name], f.type) for f in self.schema]
+        self._writer.write_batch(pa.record_batch(arrays, schema=self.schema))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        with pa.OSFile(str(self.path)) as source:
+            reader = pa.ipc.open_file(source)
+            for index in range(reader.num_record_batches):
+                batch = reader.get_batch(index)
+                yield batch.select(columns) if columns else batch
+
+
+def run_files(
+    files: list[InputFile],
+    spec: Spec,
+    default_event_time: str | None,
+    state: bytes | None,
+    output_dir: Path,
+    load_model: Any,
+) -> RunResult:
+    """Process the files into output_dir's records.jsonl and rejected.jsonl."""
+    scanner = Scanner(spec, default_event_time, fitting=state is None)
+    # Scratch space beside the output folder: on SageMaker that is the job's storage volume, not the container's.
+    with (
+        tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=".labelflow-scratch-") as scratch_dir,
+        (output_dir / "rejected.jsonl").open("w", encoding="utf-8") as rejected_out,
+    ):
+        scratch = Scratch(Path(scratch_dir) / "rows.arrow", scanner.layout.schema())
+        scan = _scan(files, spec, scanner, scratch, rejected_out)
+        scratch.close()
+        if scan.records_in == 0:
+            raise FatalInputError("input has no data rows")
+        duplicates = _duplicates(scan.ids, scratch, rejected_out)
+        scan.ids.clear()
+        stats = scan.stats if not len(duplicates) else _observe(spec, scratch, duplicates, fitting=state is None)
+        state_bytes = fit_state(spec, stats) if state is None else state
+        for feature_stats in stats.values():
+            feature_stats.observed.clear()  # a median's values: not needed once fitted
+        states = parse_state(state_bytes, spec)
+        model = load_model()
+        with (output_dir / "records.jsonl").open("wb") as records_out:
+            formatter = Formatter(spec, states, duplicates, model)
+            written, late, predicted = _write(formatter, scratch, records_out, rejected_out)
+    return RunResult(
+        records_in=scan.records_in,
+        records_out=written,
+        rejected=scan.rejected + len(duplicates) + late,
+        state=state_bytes,
+        fitted=state is None,
+        drift=drift(spec, states, stats),
+        predicted=predicted,
+        model=model,
+    )
+
+
+def _write_rejections(handle: IO[str], rejected: list[Rejection]) -> None:
+    handle.writelines(
+        writers.json_line({"line": r.line, "record_id": r.record_id, "reason": r.reason})
+        for r in sorted(rejected, key=lambda r: r.line)
+    )
+
+
+@dataclass
+class Scan:
+    """What the scan found: rows read and rejected, the accepted rows' ids and feature statistics."""
+
+    stats: dict[str, FeatureStats]
+    records_in: int = 0
+    rejected: int = 0
+    accepted: int = 0
+    ids: list[pa.Array] = field(default_factory=list)
+
+
+def _scan(files: list[InputFile], spec: Spec, scanner: Scanner, scratch: Scratch, out: IO[str]) -> Scan:
+    scan = Scan({f.name: FeatureStats(f, scanner.fitting) for f in spec.features})
+    for file in files:
+        for checked in ordered_map(scanner.check, read_batches(file, spec.required_columns, spec.input)):
+            scan.records_in += checked.read
+            scan.rejected += len(checked.rejected)
+            _write_rejections(out, checked.rejected)
+            count = len(checked.accepted[LINE])
+            if not count:
+                continue
+            checked.accepted[ROW] = np.arange(scan.accepted, scan.accepted + count, dtype=np.int64)
+            scratch.append(checked.accepted)
+            scan.accepted += count
+            scan.ids.append(checked.accepted[RECORD_ID])
+            for name, stats in checked.stats.items():
+                scan.stats[name].merge(stats)
+    return scan
+
+
+def _duplicates(ids: list[pa.Array], scratch: Scratch, out: IO[str]) -> np.ndarray:
+    """Rows whose record id an earlier accepted row has, sorted; each is written to rejected.jsonl."""
+    found: list[np.ndarray] = []
+    start, highest = 0, -1
+    # Arrow numbers distinct values in order of first appearance, so a row is a first occurrence exactly
+    # when its code is higher than every code before it.
+    for chunk in pa.chunked_array(ids, pa.string()).dictionary_encode().chunks:
+        codes = chunk.indices.to_numpy()
+        highest_before = np.maximum.accumulate(np.concatenate(([highest], codes[:-1])))
+        found.append(start + np.flatnonzero(codes <= highest_before))
+        start, highest = start + len(codes), max(highest, int(codes.max(initial=-1)))
+    duplicates = np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+    if len(duplicates):
+        for batch in scratch.batches([ROW, LINE, RECORD_ID]):
+            hit = np.isin(batch.column(0).to_numpy(), duplicates)
+            if hit.any():
+                taken = batch.filter(pa.array(hit))
+                pairs = zip(taken.column(1).to_pylist(), taken.column(2).to_pylist(), strict=True)
+                _write_rejections(out, [Rejection(line, rid, "duplicate record id") for line, rid in pairs])
+    return duplicates
+
+
+def _kept(batch: pa.RecordBatch, duplicates: np.ndarray) -> pa.RecordBatch:
+    if not len(duplicates):
+        return batch
+    rows = batch.column(ROW).to_numpy()
+    return batch.filter(pa.array(~np.isin(rows, duplicates)))
+
+
+def _observe(spec: Spec, scratch: Scratch, duplicates: np.ndarray, fitting: bool) -> dict[str, FeatureStats]:
+    """The feature statistics of the scratch rows that are not duplicates."""
+    stats = {feature.name: FeatureStats(feature, fitting) for feature in spec.features}
+    for batch in scratch.batches():
+        batch = _kept(batch, duplicates)
+        for feature in spec.features:
+            column = batch.column(feature_field(feature))
+            values = column.to_numpy(zero_copy_only=False) if feature.numeric else column
+            stats[feature.name].merge(FeatureStats.of(feature, fitting, values))
+    return stats
+
+
+@dataclass
+class Formatted:
+    """One batch's output: its lines, the rows rejected instead, the labels predicted."""
+
+    lines: pa.Array | None
+    rejected: list[Rejection]
+    labels: np.ndarray
+
+
+class Formatter:
+    """Transforms, scores and renders batches of scratch rows as records.jsonl lines (thread-safe)."""
+
+    def __init__(self, spec: Spec, states: dict[str, Any], duplicates: np.ndarray, model: Scorer | None) -> None:
+        self.spec, self.states, self.duplicates, self.model = spec, states, duplicates, model
+        self.layout = Layout(spec)
+        self.outputs = {f.name: encoded_outputs(f) for f in spec.features if f.encoding}
+
+    def __call__(self, batch: pa.RecordBatch) -> Formatted:
+        batch = _kept(batch, self.duplicates)
+        parts = writers.Parts()
+        parts.text('{"record_id":')
+        writers.string_member(parts, "", batch.column(RECORD_ID))
+        writers.time_member(parts, ',"event_time":', batch.column(EVENT_TIME).to_numpy())
+        parts.text(',"features":{')
+        overflow = self._features(batch, parts)
+        parts.text('},"display":{')
+        for index, column_name in enumerate(self.spec.display_columns):
+            prefix = ("," if index else "") + writers.key(column_name)
+            writers.string_member(parts, prefix, batch.column(f"d:{column_name}"))
+        parts.text('},"prediction":')
+        rejected: list[Rejection] = []
+        if overflow.any():
+            taken = batch.filter(pa.array(overflow))
+            reason = "a scaled feature value is beyond the float range"
+            lines, ids = taken.column(LINE).to_pylist(), taken.column(RECORD_ID).to_pylist()
+            rejected = [Rejection(line, rid, reason) for line, rid in zip(lines, ids, strict=True)]
+            keep = pa.array(~overflow)
+            batch, parts = batch.filter(keep), parts.filter(keep)
+        labels = np.empty(0, dtype=object)
+        if self.model is not None and batch.num_rows:
+            labels, confidences = _score(self.model, self.layout, batch)
+            writers.string_member(parts, '{"label":', pa.array(labels, pa.string()))
+            writers.number_member(parts, ',"confidence":', confidences)
+            parts.text("}}\n")
+        else:
+            parts.text("null}\n")
+        return Formatted(parts.join() if batch.num_rows else None, rejected, labels)
+
+    def _features(self, batch: pa.RecordBatch, parts: writers.Parts) -> np.ndarray:
+        """Render the features; the rows where a scaled value overflowed.
+
+        A run of encoded features is rendered by one table lookup, while the table of their combined buckets
+        stays small.
+        """
+        overflow = np.zeros(batch.num_rows, dtype=bool)
+        encoded: list[tuple[FeatureSpec, str, np.ndarray]] = []
+
+        def flush() -> None:
+            if encoded:
+                outputs = [self.outputs[f.name] for f, _, _ in encoded]
+                parts.values(writers.bucket_members(outputs, [p for _, p, _ in encoded], [b for _, _, b in encoded]))
+                encoded.clear()
+
+        for index, feature in enumerate(self.spec.features):
+            lead = "," if index else ""
+            column, state = batch.column(feature_field(feature)), self.states[feature.name]
+            if feature.numeric:
+                flush()
+                values = apply_numeric(feature, state, column.to_numpy(zero_copy_only=False))
+                overflow |= np.isnan(values)
+                writers.number_member(parts, lead + writers.key(feature.name), np.nan_to_num(values))
+            elif feature.encoding:
+                size = len(self.outputs[feature.name])
+                if math.prod(len(self.outputs[f.name]) for f, _, _ in encoded) * size > MAX_LOOKUP:
+                    flush()
+                encoded.append((feature, lead, encode(feature, state, column)))
+            else:
+                flush()
+                writers.string_member(parts, lead + writers.key(feature.name), encode(feature, state, column))
+        flush()
+        return overflow
+
+
+def _write(
+    formatter: Formatter, scratch: Scratch, records_out: IO[bytes], rejected_out: IO[str]
+) -> tuple[int, int, dict[str, int]]:
+    """Write every kept row's record, in order; returns records written, rows rejected and label counts."""
+    written = late = 0
+    predicted = dict.fromkeys(formatter.spec.labels, 0) if formatter.model else {}
+    for done in ordered_map(formatter, scratch.batches()):
+        if done.lines is not None:
+            writers.write_lines(records_out, done.lines)
+            written += len(done.lines)
+        _write_rejections(rejected_out, done.rejected)
+        late += len(done.rejected)
+        for label, count in zip(*np.unique(done.labels, return_counts=True), strict=True):
+            predicted[str(label)] = predicted.get(str(label), 0) + int(count)
+    return written, late, predicted
+
+
+def _score(model: Scorer, layout: Layout, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+    labels, confidences = [], []
+    for start in range(0, batch.num_rows, SCORING_ROWS):
+        chunk = batch.slice(start, SCORING_ROWS)
+        columns = {column: chunk.column(name) for column, name in layout.model_fields.items()}
+        chunk_labels, chunk_confidences = model.predict(columns)
+        labels.append(chunk_labels)
+        confidences.append(chunk_confidences)
+    return np.concatenate(labels), np.concatenate(confidences)

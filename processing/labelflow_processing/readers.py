@@ -1,0 +1,433 @@
+"""Read the run's input files in bounded batches: CSV, JSON Lines and Parquet, each optionally gzipped.
+
+Every reader yields `RawBatch`es: the spec's required columns (CSV cells as text; JSON and Parquet values as
+they are typed there) and the line of each row. A row the reader itself cannot use (a CSV record with the wrong
+number of fields, a JSON Lines line that is not an object) comes back as a `Rejection` instead. Lines are
+1-based: a CSV row's line counts records with the header as line 1 (the physical line unless a quoted cell
+spans lines or blank lines come before it), a JSON Lines row's is its physical line, a Parquet row's is its
+row number.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from labelflow_processing.config import FatalInputError, InputSpec
+
+# ~25,000 rows of a typical CSV per batch: large enough to amortise per-batch work, small enough to keep memory flat.
+BLOCK_BYTES = 4 << 20
+PARQUET_BATCH_ROWS = 32_768
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+DELIMITERS = (",", ";", "\t", "|")
+FORMATS_BY_SUFFIX = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+SNIFF_BYTES = 1 << 16
+# JSON's insignificant whitespace (RFC 8259) besides the line feed that ends a line.
+_JSON_BLANKS = np.array([False] * 256)
+_JSON_BLANKS[[ord(" "), ord("\t"), ord("\r")]] = True
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A row that cannot be processed, with the reason written to rejected.jsonl."""
+
+    line: int
+    record_id: str | None
+    reason: str
+
+
+@dataclass
+class RawBatch:
+    """Rows as read: the required columns and each row's line, plus the rows the reader rejected."""
+
+    columns: dict[str, pa.Array]
+    lines: np.ndarray
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.lines)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file: how it is compressed and which format it holds."""
+
+    path: Path
+    name: str
+    gzipped: bool
+    format: str
+
+    def open(self) -> pa.NativeFile:
+        """The file's decompressed bytes as a stream."""
+        return pa.input_stream(str(self.path), compression="gzip" if self.gzipped else None)
+
+
+def find_inputs(input_dir: Path, options: InputSpec) -> list[InputFile]:
+    """Every file under the input directory, sorted by path, with its detected format."""
+    if not input_dir.is_dir():
+        raise FatalInputError(f"no input file: directory {input_dir} does not exist")
+    paths = sorted(path for path in input_dir.rglob("*") if path.is_file())
+    if not paths:
+        raise FatalInputError(f"no input file in {input_dir}")
+    return [detect(path, path.relative_to(input_dir).as_posix(), options) for path in paths]
+
+
+def detect(path: Path, name: str, options: InputSpec) -> InputFile:
+    """Recognise gzip by its magic bytes, then the format: the spec's, the file's extension, else its content."""
+    if path.stat().st_size == 0:
+        raise FatalInputError(f"input file is empty: {name}")
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    gzipped = head.startswith(GZIP_MAGIC)
+    if gzipped:
+        head = _gunzip_head(path, name)
+        if not head:
+            raise FatalInputError(f"input file is empty: {name}")
+    stem = path.name.lower().removesuffix(".gz")
+    by_suffix = FORMATS_BY_SUFFIX.get(Path(stem).suffix)
+    fmt = options.format if options.format != "auto" else by_suffix or _format_of(head)
+    return InputFile(path=path, name=name, gzipped=gzipped, format=fmt)
+
+
+def _gunzip_head(path: Path, name: str) -> bytes:
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read(SNIFF_BYTES)
+    except (OSError, EOFError) as exc:
+        raise FatalInputError(f"input file {name} is not readable as gzip: {exc}") from exc
+
+
+def _format_of(head: bytes) -> str:
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "jsonl" if text.startswith(b"{") else "csv"
+
+
+def read_batches(file: InputFile, required: list[str], options: InputSpec) -> Iterator[RawBatch]:
+    """The file's rows in batches; FatalInputError when the file as a whole is unusable."""
+    if file.format == "csv":
+        return _csv_batches(file, required, options)
+    if file.format == "jsonl":
+        return _jsonl_batches(file, required, options)
+    return _parquet_batches(file, required)
+
+
+# --- CSV --------------------------------------------------------------------------------------------------
+
+
+def _header(file: InputFile, encoding: str) -> str:
+    """The file's first line, decoded (a UTF-8 byte order mark dropped)."""
+    with file.open() as stream:
+        head = stream.read(SNIFF_BYTES)
+    line: bytes = head.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        return line.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise _not_text(file, encoding, exc.start) from exc
+    except LookupError as exc:
+        raise FatalInputError(f"unknown input.encoding {encoding!r}") from exc
+
+
+def detect_delimiter(header: str, required: list[str]) -> str:
+    """The one delimiter among , ; TAB | that the header uses; FatalInputError when it is not clear which."""
+    found = [d for d in DELIMITERS if d in header]
+    if len(found) > 1:
+        # Several appear (e.g. "a;b,c"): keep those that split the header into every required column.
+        found = [d for d in found if set(required) <= {name.strip() for name in _split(header, d)}]
+    if len(found) == 1:
+        return found[0]
+    if not found and len(required) == 1:
+        return ","
+    shown = " ".join(repr(d) for d in DELIMITERS if d in header) or "none of , ; TAB |"
+    raise FatalInputError(f"cannot tell the CSV delimiter from the header (found {shown}): set input.delimiter")
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def _csv_batches(file: InputFile, required: list[str], options: InputSpec) -> Iterator[RawBatch]:
+    encoding = options.encoding or "utf-8-sig"
+    header_line = _header(file, encoding)
+    delimiter = options.delimiter or detect_delimiter(header_line, required)
+    header = [name.strip() for name in _split(header_line, delimiter)]
+    _check_columns(file, header, required)
+    id_index = header.index(required[0])
+    invalid: list[tuple[int, str | None, str]] = []
+
+    def on_invalid(row: Any) -> str:
+        fields = _split(row.text, delimiter)
+        record_id = fields[id_index].strip() if id_index < len(fields) else ""
+        reason = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+        invalid.append((row.number, record_id or None, reason))
+        return "skip"
+
+    # Single-threaded, so the reader knows the number of each row it skips.
+    read_options = pa_csv.ReadOptions(
+        use_threads=False,
+        block_size=BLOCK_BYTES,
+        column_names=header,
+        skip_rows=1,
+        encoding="utf8" if encoding in ("utf-8-sig", "utf-8", "utf8") else encoding,
+    )
+    parse_options = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
+    convert_options = pa_csv.ConvertOptions(
+        include_columns=required,
+        column_types=dict.fromkeys(required, pa.string()),
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    stream = file.open()
+    try:
+        next_line = 2
+        for batch in _csv_records(file, stream, options, (read_options, parse_options, convert_options)):
+            lines = _lines_between(next_line, batch.num_rows, [number for number, _, _ in invalid])
+            last = int(lines[-1]) if len(lines) else next_line - 1
+            done = [r for r in invalid if r[0] <= last]
+            invalid = [r for r in invalid if r[0] > last]
+            yield RawBatch(
+                columns={name: batch.column(name) for name in required},
+                lines=lines,
+                rejected=[Rejection(*r) for r in done],
+            )
+            next_line = last + 1
+        if invalid:
+            yield RawBatch(columns={}, lines=np.empty(0, np.int64), rejected=[Rejection(*r) for r in invalid])
+    finally:
+        stream.close()
+
+
+def _csv_records(
+    file: InputFile, stream: pa.NativeFile, options: InputSpec, reader_options: tuple[Any, Any, Any]
+) -> Iterator[pa.RecordBatch]:
+    """Arrow's batches; its errors as FatalInputError (the first block is read when the reader opens)."""
+    read_options, parse_options, convert_options = reader_options
+    try:
+        reader = pa_csv.open_csv(
+            stream, read_options=read_options, parse_options=parse_options, convert_options=convert_options
+        )
+        yield from reader
+    except pa.ArrowInvalid as exc:
+        if "UTF8" in str(exc) and not options.encoding:
+            raise _not_text(file, "utf-8", _first_bad_utf8(file)) from exc
+        raise FatalInputError(f"input is not readable as csv: {file.name}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise _not_text(file, options.encoding or "utf-8", None) from exc
+
+
+def _lines_between(first: int, count: int, skipped: list[int]) -> np.ndarray:
+    """The first `count` line numbers from `first` on that are not among the reader's skipped rows."""
+    candidates = np.arange(first, first + count + len(skipped), dtype=np.int64)
+    if skipped:
+        candidates = candidates[~np.isin(candidates, np.asarray(skipped, dtype=np.int64))]
+    return candidates[:count]
+
+
+def _check_columns(file: InputFile, header: list[str], required: list[str]) -> None:
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise FatalInputError(f"missing required columns: {', '.join(sorted(missing))}")
+    repeated = sorted(name for name in set(required) if header.count(name) > 1)
+    if repeated:
+        raise FatalInputError(f"repeated columns in the header of {file.name}: {', '.join(repeated)}")
+
+
+def _first_bad_utf8(file: InputFile) -> int | None:
+    """The offset of the first byte that is not UTF-8 in the file's (decompressed) bytes."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with file.open() as stream:
+        while chunk := stream.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return offset + exc.start - len(decoder.getstate()[0])
+            offset += len(chunk)
+    return None
+
+
+def _not_text(file: InputFile, encoding: str, offset: int | None) -> FatalInputError:
+    where = f" at byte {offset}" if offset is not None else ""
+    label = "utf-8" if encoding in ("utf-8-sig", "utf-8", "utf8") else encoding
+    return FatalInputError(
+        f"input is not valid {label} text: {file.name}{where}; set input.encoding to the file's encoding (e.g. cp1252)"
+    )
+
+
+# --- JSON Lines -------------------------------------------------------------------------------------------
+
+
+def _jsonl_batches(file: InputFile, required: list[str], options: InputSpec) -> Iterator[RawBatch]:
+    seen: set[str] = set()
+    first_line = 1
+    for chunk in _line_chunks(file, options.encoding):
+        ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == ord("\n"))
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        filled = _non_blank(chunk, starts, ends)
+        lines = first_line + np.flatnonzero(filled)
+        first_line += len(ends)
+        batch = _jsonl_fast(chunk, required, lines) or _jsonl_slow(chunk, starts[filled], ends[filled], required, lines)
+        seen.update(name for name, column in batch.columns.items() if column.null_count < len(column))
+        yield batch
+    missing = [name for name in required if name not in seen]
+    if missing and first_line > 1:
+        raise FatalInputError(f"missing required columns: {', '.join(sorted(missing))}")
+
+
+def _line_chunks(file: InputFile, encoding: str | None) -> Iterator[bytes]:
+    """The file as UTF-8 chunks of whole lines, each ending with a line feed."""
+    decoder = codecs.getincrementaldecoder(encoding)() if encoding else None
+    rest, rest_offset, read = b"", 0, 0
+    with file.open() as stream:
+        while True:
+            raw = stream.read(BLOCK_BYTES)
+            data = raw
+            if decoder is not None:
+                try:
+                    data = decoder.decode(raw, final=not raw).encode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise _not_text(file, encoding or "utf-8", read + exc.start) from exc
+            elif read == 0 and data.startswith(codecs.BOM_UTF8):
+                data, rest_offset = data[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
+            read += len(raw)
+            data, offset = rest + data, rest_offset
+            cut = data.rfind(b"\n") + 1 if raw else len(data)
+            chunk, rest, rest_offset = data[:cut], data[cut:], offset + cut
+            if chunk:
+                if decoder is None:
+                    _check_utf8(file, chunk, offset)
+                yield chunk if chunk.endswith(b"\n") else chunk + b"\n"
+            if not raw:
+                return
+
+
+def _check_utf8(file: InputFile, chunk: bytes, offset: int) -> None:
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_text(file, "utf-8", offset + exc.start) from exc
+
+
+def _non_blank(chunk: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Which lines hold something besides JSON whitespace."""
+    blank = _JSON_BLANKS[np.frombuffer(chunk, np.uint8)]
+    # Non-blank bytes per line, from prefix sums at the line boundaries.
+    counts = np.concatenate(([0], np.cumsum(~blank)))
+    filled: np.ndarray = counts[ends] - counts[starts] > 0
+    return filled
+
+
+def _jsonl_fast(chunk: bytes, required: list[str], lines: np.ndarray) -> RawBatch | None:
+    """Arrow's JSON reader on a whole chunk; None when the chunk needs line-by-line reading."""
+    import pyarrow.json as pa_json  # only JSON Lines inputs pay for its import
+
+    try:
+        table = pa_json.read_json(
+            io.BytesIO(chunk), read_options=pa_json.ReadOptions(use_threads=False, block_size=len(chunk) + 1)
+        )
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows != len(lines):
+        return None
+    columns: dict[str, pa.Array] = {}
+    for name in required:
+        if name not in table.column_names:
+            columns[name] = pa.nulls(table.num_rows, pa.string())
+            continue
+        column = table.column(name).combine_chunks()
+        if pa.types.is_nested(column.type):
+            return None
+        columns[name] = column
+    return RawBatch(columns=columns, lines=lines)
+
+
+def _jsonl_slow(chunk: bytes, starts: np.ndarray, ends: np.ndarray, required: list[str], lines: np.ndarray) -> RawBatch:
+    """Line by line: a line that is not a JSON object is rejected; values become text as the fast path's."""
+    kept: list[int] = []
+    rejected: list[Rejection] = []
+    values: dict[str, list[Any]] = {name: [] for name in required}
+    for start, end, line in zip(starts.tolist(), ends.tolist(), lines.tolist(), strict=True):
+        try:
+            row = json.loads(chunk[start:end])
+        except ValueError as exc:
+            rejected.append(Rejection(line, None, f"not valid JSON: {exc}"))
+            continue
+        if not isinstance(row, dict):
+            rejected.append(Rejection(line, None, f"not a JSON object: {type(row).__name__}"))
+            continue
+        kept.append(line)
+        for name in required:
+            values[name].append(row.get(name))
+    columns = {name: json_values_as_text(column) for name, column in values.items()}
+    return RawBatch(columns=columns, lines=np.asarray(kept, dtype=np.int64), rejected=rejected)
+
+
+def json_values_as_text(values: list[Any]) -> pa.Array:
+    """Parsed JSON values as text, the way Arrow casts typed values (numbers, booleans); objects as JSON."""
+    floats = [i for i, v in enumerate(values) if isinstance(v, float)]
+    float_text = pa.array([values[i] for i in floats], pa.float64()).cast(pa.string()).to_pylist() if floats else []
+    text: list[str | None] = []
+    for value in values:
+        if value is None or isinstance(value, str):
+            text.append(value)
+        elif isinstance(value, bool):
+            text.append("true" if value else "false")
+        elif isinstance(value, int):
+            text.append(str(value))
+        elif isinstance(value, float):
+            text.append(None)
+        else:
+            text.append(json.dumps(value, ensure_ascii=False))
+    for position, rendered in zip(floats, float_text, strict=True):
+        text[position] = rendered
+    return pa.array(text, pa.string())
+
+
+# --- Parquet ----------------------------------------------------------------------------------------------
+
+
+def _parquet_batches(file: InputFile, required: list[str]) -> Iterator[RawBatch]:
+    import pyarrow.parquet as pq  # only Parquet inputs pay for its import (~0.1 s)
+
+    with tempfile.TemporaryDirectory(prefix="labelflow-parquet-") as scratch:
+        path = file.path
+        if file.gzipped:
+            # Parquet needs random access: unpack to local disk, not to memory.
+            path = Path(scratch) / "input.parquet"
+            with gzip.open(file.path, "rb") as source, path.open("wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+        try:
+            parquet = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise FatalInputError(f"input is not readable as parquet: {file.name}: {exc}") from exc
+        _check_columns(file, parquet.schema_arrow.names, required)
+        first = 1
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=required, use_threads=False):
+            lines = np.arange(first, first + batch.num_rows, dtype=np.int64)
+            first += batch.num_rows
+            yield RawBatch(columns={name: batch.column(name) for name in required}, lines=lines)
