@@ -11,13 +11,14 @@ WHEELHOUSE := $(VENV)/wheelhouse
 # sam build looks for python3.12 on PATH; the venv provides it.
 SAM := PATH="$(BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(BIN)/sam
 
-.PHONY: help venv lint template test test-fast demo demo-data docs bench events clean
+.PHONY: help venv lint template test test-fast demo demo-data docs bench bench-processing events clean
 
 help:
 	@echo "make demo      run the whole workflow locally on the bundled dataset (no AWS account, no Docker)"
 	@echo "make test      lint, type-check, validate and build the SAM app, run every test (what CI runs)"
 	@echo "make test-fast unit and integration tests only"
 	@echo "make bench     cold-start and demo benchmarks; results in bench/RESULTS.md"
+	@echo "make bench-processing  processing vs polars, scikit-learn and an I/O floor; results in bench/RESULTS.md"
 	@echo "make demo-data regenerate the demo dataset, spec and scikit-learn model (demo/generate.py)"
 	@echo "make events    regenerate events/*.json and events/fixtures/ from a local run"
 	@echo "make docs      regenerate docs/spec.schema.json and docs/spec-reference.md from the spec models"
@@ -65,6 +66,9 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/demo.py
+
+bench-processing: venv
+	$(BIN)/python bench/processing.py --rows 100000 --rows 1000000 --rows 3000000
 
 # The demo's model is pickled by the processing image's scikit-learn, so it loads in the processing step.
 demo-data: venv
