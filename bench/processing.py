@@ -250,6 +250,7 @@ def ours(source: Path, out_dir: Path) -> None:
     (data_dir / source.name).unlink(missing_ok=True)
     (data_dir / source.name).symlink_to(source)
     argv = ["--input-dir", str(data_dir), "--spec", str(spec_file), "--output-dir", str(out_dir)]
+    argv += ["--format", "csv", "--delimiter", ","]  # what planning resolves for the generated file
     sys.exit(preprocess.main([*argv, "--message-file", str(out_dir.parent / "message")]))
 
 

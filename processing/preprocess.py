@@ -4,19 +4,21 @@ It runs on the scikit-learn processing image (processing/image.json) and uses on
 (numpy, pyarrow, pandas and scikit-learn for the dataset's model). The dataset spec arrives as JSON
 (`DatasetSpec.model_dump(mode="json")`), already validated by labelflow, so its shape is trusted here.
 
-Inputs are every file in --input-dir: CSV, JSON Lines or Parquet, each optionally gzipped (labelflow_processing/
-readers.py). With --state-dir holding a state.json, that transform state is applied as it is; without one, a
-state is fitted on the accepted rows. Outputs, in --output-dir: `records.jsonl` (one record per accepted row),
-`rejected.jsonl` (one line per rejected row: {"line", "record_id", "reason"}; `line` as readers.py defines
-it: a CSV row's record number counting the header as 1, a JSON Lines row's physical line, a Parquet row's
-number; duplicates are listed after the other rejections), `state.json` (the state used) and `stats.json`,
-written last, so its presence means the run finished. A problem with the input as a whole stops the job with
-exit code 2 and a one-line message in the SageMaker message file.
+Inputs are every file in --input-dir, read as --format, --gzip, --encoding and --delimiter say: planning resolved
+them from the landed object and the spec's `input` section (labelflow.formats), so nothing is detected here
+(labelflow_processing/readers.py). With --state-dir holding a state.json, that transform state is applied as it
+is; without one, a state is fitted on the accepted rows. Outputs, in --output-dir: `records.jsonl` (one record
+per accepted row), `rejected.jsonl` (one line per rejected row: {"line", "record_id", "reason"}; `line` as
+readers.py defines it: a CSV row's record number counting the header as 1, a JSON Lines row's physical line, a
+Parquet row's number; duplicates are listed after the other rejections), `state.json` (the state used) and
+`stats.json`, written last, so its presence means the run finished. A problem with the input as a whole stops the
+job with exit code 2 and a one-line message in the SageMaker message file.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import sys
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any
 
 from labelflow_processing.config import FatalInputError, Spec, load_spec
 from labelflow_processing.pipeline import run_files
-from labelflow_processing.readers import find_inputs
+from labelflow_processing.readers import FORMATS, ReadAs, find_inputs
 from labelflow_processing.state import STATE_FILE, read_state, sha256
 from labelflow_processing.values import parse_event_time
 from scoring import ModelError, Scorer, load_model
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise FatalInputError(f"invalid --default-event-time: {args.default_event_time!r}") from None
     elif not spec.event_time_column:
         raise FatalInputError("the spec has no event_time_column and no --default-event-time was given")
-    files = find_inputs(args.input_dir, spec.input)
+    read_as = ReadAs(format=args.format, gzip=args.gzip, encoding=args.encoding, delimiter=args.delimiter)
+    files = find_inputs(args.input_dir, read_as)
     state = read_state(args.state_dir) if args.state_dir else None
     output_dir: Path = args.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -95,8 +98,27 @@ def report_failure(message_file: Path, message: str) -> None:
         print(f"cannot write the message file {message_file}: {exc}", file=sys.stderr)
 
 
+def _encoding(name: str) -> str:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown text encoding {name!r}") from None
+    return name
+
+
+def _delimiter(text: str) -> str:
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(f"a delimiter is one character, not {text!r}")
+    return text
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    # How to read the input, as planning resolved it (labelflow.formats.ResolvedInput.container_arguments).
+    parser.add_argument("--format", choices=FORMATS, required=True)
+    parser.add_argument("--gzip", action="store_true", help="every input file is a gzip stream")
+    parser.add_argument("--encoding", type=_encoding, default="utf-8-sig", help="text encoding of CSV and JSON Lines")
+    parser.add_argument("--delimiter", type=_delimiter, help="the CSV field delimiter; required with --format csv")
     parser.add_argument("--input-dir", type=Path, default=Path("/opt/ml/processing/input/data"))
     parser.add_argument("--spec", type=Path, default=Path("/opt/ml/processing/input/spec/spec.json"))
     parser.add_argument("--model-dir", type=Path, default=Path("/opt/ml/processing/input/model"))
@@ -108,7 +130,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--default-event-time", help="ISO-8601 UTC time for every record; required when the spec has no event time"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.format == "csv") != (args.delimiter is not None):
+        parser.error("--delimiter is required with --format csv, and only with it")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

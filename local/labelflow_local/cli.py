@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from labelflow.models.spec import DatasetSpec
+from labelflow.models.spec import DatasetSpec, InputSpec
 from labelflow_local.sampling import SAMPLE_ROWS
 from labelflow_local.template import PROJECT_ROOT
 
@@ -56,12 +56,13 @@ def _init(args: argparse.Namespace) -> int:
     out: Path = args.out or Path(f"{dataset}.json")
     if out.exists() and not args.force:
         raise InputError(f"{out} exists: pass --force to overwrite it, or --out to write another file")
-    sample = sampling.read_sample(args.file)
+    sample = sampling.read_sample(args.file, InputSpec(encoding=args.encoding) if args.encoding else None)
     model = onboarding.inspect_model(args.model) if args.model else None
     inferred = onboarding.infer_spec(sample, dataset, labels, args.id_column, model, args.model_uri)
     out.write_text(onboarding.spec_json(inferred.spec))
     print(onboarding.report(inferred, out))
     run = f"labelflow run --local {args.file} --spec {out}" + (f" --model {args.model}" if args.model else "")
+    run += " --reviewer terminal (or --truth LABELS_FILE for simulated reviewers)"
     print(f"next: check it (labelflow validate {out} {args.file}), edit what you disagree with, then: {run}")
     return 0
 
@@ -121,6 +122,11 @@ def _check_run_inputs(args: argparse.Namespace) -> None:
     for option, path in (("FILE", args.file), ("--model", args.model), ("--truth", args.truth)):
         if path is not None and not path.is_file():
             raise InputError(f"{option} {path}: no such file")
+    if args.reviewer == "simulated" and args.answers is None and args.truth is None:
+        raise InputError(
+            "simulated reviewers answer from known labels: pass --truth FILE (CSV record_id,label), or review "
+            "yourself with --reviewer terminal, or give the answers with --answers FILE"
+        )
     spec = _load_spec(args.spec)
     if spec.model is not None and args.model is None:
         raise InputError(f"{args.spec} names a model ({spec.model.s3_uri}): pass its file with --model")
@@ -286,6 +292,11 @@ def _onboarding_commands(commands: Any, common: argparse.ArgumentParser) -> None
     init.add_argument("--model-uri", metavar="S3_URI", help="where the model will live (default: local mode's bucket)")
     init.add_argument("--out", type=Path, metavar="SPEC_FILE", help="where to write the spec (default: NAME.json)")
     init.add_argument("--force", action="store_true", help="overwrite SPEC_FILE")
+    init.add_argument(
+        "--encoding",
+        metavar="ENC",
+        help="the file's text encoding, e.g. latin-1 (default: utf-8, else cp1252 if it fits)",
+    )
     init.set_defaults(handler=_init)
 
     validate = commands.add_parser(

@@ -28,6 +28,7 @@ from labelflow.models.spec import (
     DatasetName,
     DatasetSpec,
     FeatureSpec,
+    InputSpec,
     ModelSpec,
 )
 from labelflow_local.sampling import Sample
@@ -493,12 +494,9 @@ def infer_spec(
         "features": features,
         "labels": labels,
     }
-    if not sample.extension_says_format:
-        body["input"] = {"format": sample.format}
-    if sample.delimiter not in (None, ","):
-        body.setdefault("input", {})["delimiter"] = sample.delimiter
-    if sample.encoding:
-        body.setdefault("input", {})["encoding"] = sample.encoding
+    body["input"] = input_section(sample)
+    if encoding := sample.options.encoding:
+        notes.append(f"input.encoding: {encoding} (the file is not UTF-8): check that accented letters read right")
     if model is not None:
         missing = [c for c in model.feature_names_in or [] if c not in sample.columns]
         if missing:
@@ -514,6 +512,16 @@ def infer_spec(
     except ValidationError as exc:
         raise OnboardingError(f"the inferred spec is not valid: {'; '.join(error_lines(exc, DatasetSpec))}") from exc
     return Inferred(spec, [decided[c.name] for c in columns], notes)
+
+
+def input_section(sample: Sample) -> InputSpec:
+    """What the spec's `input` must say so that planning reads later files as the sample was read."""
+    delimiter = sample.resolved.delimiter
+    return InputSpec(
+        format="auto" if sample.extension_says_format else sample.resolved.format,
+        delimiter=None if delimiter == "," else delimiter,
+        encoding=sample.options.encoding,
+    )
 
 
 def shown_text(decided: dict[str, Decision]) -> list[str]:

@@ -30,6 +30,8 @@ class WorkerAnswers(Protocol):
 class SimulatedWorkers:
     """A seeded crowd: each answer is the true label with probability `accuracy`, else another label.
 
+    Records whose label is not known get no answer (they end unlabeled), never a made-up one.
+
     Answers depend only on the seed and the record id, never on the order tasks arrive in.
     """
 
@@ -59,9 +61,11 @@ class SimulatedWorkers:
         rng = random.Random(f"{self._seed}:{record_id}")
         chosen = rng.sample(self._pool, min(self._per_task or workers, len(self._pool)))
         truth = self._truth.get(record_id)
+        if truth is None:
+            return []  # nothing to answer from: the record stays unlabeled, and the run says so
         answers = []
         for worker in chosen:
-            if truth is not None and rng.random() < self._accuracy:
+            if rng.random() < self._accuracy:
                 answers.append((worker, truth))
             else:
                 wrong = [label for label in labels if label != truth] or labels

@@ -61,20 +61,6 @@ class FeatureSpec:
 
 
 @dataclass(frozen=True)
-class InputSpec:
-    """The spec's `input` section: how the landed files are read."""
-
-    format: str = "auto"
-    delimiter: str | None = None
-    encoding: str | None = None
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any] | None) -> InputSpec:
-        raw = raw or {}
-        return cls(format=raw.get("format") or "auto", delimiter=raw.get("delimiter"), encoding=raw.get("encoding"))
-
-
-@dataclass(frozen=True)
 class Spec:
     """The parts of the dataset spec that drive processing."""
 
@@ -84,7 +70,6 @@ class Spec:
     features: tuple[FeatureSpec, ...]
     labels: tuple[str, ...]
     model: ModelConfig | None
-    input: InputSpec
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Spec:
@@ -96,7 +81,6 @@ class Spec:
             features=tuple(FeatureSpec.from_json(feature) for feature in raw.get("features") or ()),
             labels=tuple(raw["labels"]),
             model=ModelConfig.from_json(model) if model else None,
-            input=InputSpec.from_json(raw.get("input")),
         )
 
     @property

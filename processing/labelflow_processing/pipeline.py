@@ -253,7 +253,7 @@ class Scan:
 def _scan(files: list[InputFile], spec: Spec, scanner: Scanner, scratch: Scratch, out: IO[str]) -> Scan:
     scan = Scan({f.name: FeatureStats(f, scanner.fitting) for f in spec.features})
     for file in files:
-        for checked in ordered_map(scanner.check, read_batches(file, spec.required_columns, spec.input)):
+        for checked in ordered_map(scanner.check, read_batches(file, spec.required_columns)):
             scan.records_in += checked.read
             scan.rejected += len(checked.rejected)
             _write_rejections(out, checked.rejected)

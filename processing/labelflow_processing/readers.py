@@ -1,4 +1,9 @@
-"""Read the run's input files in bounded batches: CSV, JSON Lines and Parquet, each optionally gzipped.
+"""Read the run's input files in bounded batches: CSV, JSON Lines or Parquet, each optionally gzipped, as told.
+
+Planning resolves how the landed file is read (labelflow.formats in the layer: the one definition of the
+input-format rules) and passes it to the job as arguments, a `ReadAs`; every input file is read that way and
+nothing is detected here. What only reading the whole file can find is still checked: a record with the wrong
+number of fields, bytes that are not text in the encoding, a corrupt gzip stream, required columns missing.
 
 Every reader yields `RawBatch`es: the spec's required columns (CSV cells as text; JSON and Parquet values as
 they are typed there) and the line of each row. A row the reader itself cannot use (a CSV record with the wrong
@@ -12,7 +17,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import io
 import json
 import shutil
@@ -26,28 +30,36 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from labelflow_processing.config import FatalInputError, InputSpec
+from labelflow_processing.config import FatalInputError
 
+FORMATS = ("csv", "jsonl", "parquet")
 # ~25,000 rows of a typical CSV per batch: large enough to amortise per-batch work, small enough to keep memory flat.
 BLOCK_BYTES = 4 << 20
 PARQUET_BATCH_ROWS = 32_768
-GZIP_MAGIC = b"\x1f\x8b"
-PARQUET_MAGIC = b"PAR1"
-DELIMITERS = (",", ";", "\t", "|")
-FORMATS_BY_SUFFIX = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".txt": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-SNIFF_BYTES = 1 << 16
+HEADER_BYTES = 1 << 16
 # JSON's insignificant whitespace (RFC 8259) besides the line feed that ends a line.
 _JSON_BLANKS = np.array([False] * 256)
 _JSON_BLANKS[[ord(" "), ord("\t"), ord("\r")]] = True
+
+
+@dataclass(frozen=True)
+class ReadAs:
+    """How every input file is read, as planning resolved it (labelflow.formats.ResolvedInput's arguments)."""
+
+    format: str
+    gzip: bool = False
+    encoding: str = "utf-8-sig"
+    delimiter: str | None = None
+
+    @property
+    def codec(self) -> str:
+        """The encoding's canonical name ("utf-8", "utf-8-sig", "cp1252"...); LookupError when Python has none."""
+        return codecs.lookup(self.encoding).name
+
+    @property
+    def utf8(self) -> bool:
+        """Whether the text is UTF-8, which the readers take as bytes without transcoding."""
+        return self.codec in ("utf-8", "utf-8-sig")
 
 
 @dataclass(frozen=True)
@@ -74,108 +86,67 @@ class RawBatch:
 
 @dataclass(frozen=True)
 class InputFile:
-    """One input file: how it is compressed and which format it holds."""
+    """One input file and how to read it."""
 
     path: Path
     name: str
-    gzipped: bool
-    format: str
+    read_as: ReadAs
 
     def open(self) -> pa.NativeFile:
         """The file's decompressed bytes as a stream."""
-        return pa.input_stream(str(self.path), compression="gzip" if self.gzipped else None)
+        return pa.input_stream(str(self.path), compression="gzip" if self.read_as.gzip else None)
 
 
-def find_inputs(input_dir: Path, options: InputSpec) -> list[InputFile]:
-    """Every file under the input directory, sorted by path, with its detected format."""
+def find_inputs(input_dir: Path, read_as: ReadAs) -> list[InputFile]:
+    """Every file under the input directory, sorted by path; FatalInputError when there is none or one is empty."""
     if not input_dir.is_dir():
         raise FatalInputError(f"no input file: directory {input_dir} does not exist")
     paths = sorted(path for path in input_dir.rglob("*") if path.is_file())
     if not paths:
         raise FatalInputError(f"no input file in {input_dir}")
-    return [detect(path, path.relative_to(input_dir).as_posix(), options) for path in paths]
+    files = [InputFile(path, path.relative_to(input_dir).as_posix(), read_as) for path in paths]
+    for file in files:
+        if file.path.stat().st_size == 0:
+            raise FatalInputError(f"input file is empty: {file.name}")
+    return files
 
 
-def detect(path: Path, name: str, options: InputSpec) -> InputFile:
-    """Recognise gzip by its magic bytes, then the format: the spec's, the file's extension, else its content."""
-    if path.stat().st_size == 0:
-        raise FatalInputError(f"input file is empty: {name}")
-    with path.open("rb") as handle:
-        head = handle.read(SNIFF_BYTES)
-    gzipped = head.startswith(GZIP_MAGIC)
-    if gzipped:
-        head = _gunzip_head(path, name)
-        if not head:
-            raise FatalInputError(f"input file is empty: {name}")
-    stem = path.name.lower().removesuffix(".gz")
-    by_suffix = FORMATS_BY_SUFFIX.get(Path(stem).suffix)
-    fmt = options.format if options.format != "auto" else by_suffix or _format_of(head)
-    return InputFile(path=path, name=name, gzipped=gzipped, format=fmt)
-
-
-def _gunzip_head(path: Path, name: str) -> bytes:
-    try:
-        with gzip.open(path, "rb") as handle:
-            return handle.read(SNIFF_BYTES)
-    except (OSError, EOFError) as exc:
-        raise FatalInputError(f"input file {name} is not readable as gzip: {exc}") from exc
-
-
-def _format_of(head: bytes) -> str:
-    if head.startswith(PARQUET_MAGIC):
-        return "parquet"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    return "jsonl" if text.startswith(b"{") else "csv"
-
-
-def read_batches(file: InputFile, required: list[str], options: InputSpec) -> Iterator[RawBatch]:
+def read_batches(file: InputFile, required: list[str]) -> Iterator[RawBatch]:
     """The file's rows in batches; FatalInputError when the file as a whole is unusable."""
-    if file.format == "csv":
-        return _csv_batches(file, required, options)
-    if file.format == "jsonl":
-        return _jsonl_batches(file, required, options)
-    return _parquet_batches(file, required)
+    readers = {"csv": _csv_batches, "jsonl": _jsonl_batches, "parquet": _parquet_batches}
+    try:
+        yield from readers[file.read_as.format](file, required)
+    except OSError as exc:
+        # Arrow's gzip stream reports a corrupt or truncated stream as an OSError when the bytes are read.
+        if not file.read_as.gzip:
+            raise
+        raise FatalInputError(f"input file {file.name} is not readable as gzip: {exc}") from exc
 
 
 # --- CSV --------------------------------------------------------------------------------------------------
 
 
-def _header(file: InputFile, encoding: str) -> str:
-    """The file's first line, decoded (a UTF-8 byte order mark dropped)."""
+def _header(file: InputFile) -> str:
+    """The file's first line, decoded (a byte order mark dropped, by utf-8-sig or utf-16)."""
     with file.open() as stream:
-        head = stream.read(SNIFF_BYTES)
-    line: bytes = head.split(b"\n", 1)[0].rstrip(b"\r")
+        head = stream.read(HEADER_BYTES)
     try:
-        return line.decode(encoding)
+        # Not final: a character cut at the end of the head is not an error.
+        text = codecs.getincrementaldecoder(file.read_as.encoding)().decode(head, final=False)
     except UnicodeDecodeError as exc:
-        raise _not_text(file, encoding, exc.start) from exc
-    except LookupError as exc:
-        raise FatalInputError(f"unknown input.encoding {encoding!r}") from exc
-
-
-def detect_delimiter(header: str, required: list[str]) -> str:
-    """The one delimiter among , ; TAB | that the header uses; FatalInputError when it is not clear which."""
-    found = [d for d in DELIMITERS if d in header]
-    if len(found) > 1:
-        # Several appear (e.g. "a;b,c"): keep those that split the header into every required column.
-        found = [d for d in found if set(required) <= {name.strip() for name in _split(header, d)}]
-    if len(found) == 1:
-        return found[0]
-    if not found and len(required) == 1:
-        return ","
-    shown = " ".join(repr(d) for d in DELIMITERS if d in header) or "none of , ; TAB |"
-    raise FatalInputError(f"cannot tell the CSV delimiter from the header (found {shown}): set input.delimiter")
+        raise _not_text(file, exc.start) from exc
+    return text.split("\n", 1)[0].rstrip("\r")
 
 
 def _split(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter), [])
 
 
-def _csv_batches(file: InputFile, required: list[str], options: InputSpec) -> Iterator[RawBatch]:
-    encoding = options.encoding or "utf-8-sig"
-    header_line = _header(file, encoding)
-    delimiter = options.delimiter or detect_delimiter(header_line, required)
-    header = [name.strip() for name in _split(header_line, delimiter)]
+def _csv_batches(file: InputFile, required: list[str]) -> Iterator[RawBatch]:
+    read_as = file.read_as
+    delimiter = read_as.delimiter
+    assert delimiter is not None, "a CSV input is read with the delimiter planning resolved"
+    header = [name.strip() for name in _split(_header(file), delimiter)]
     _check_columns(file, header, required)
     id_index = header.index(required[0])
     invalid: list[tuple[int, str | None, str]] = []
@@ -193,7 +164,7 @@ def _csv_batches(file: InputFile, required: list[str], options: InputSpec) -> It
         block_size=BLOCK_BYTES,
         column_names=header,
         skip_rows=1,
-        encoding="utf8" if encoding in ("utf-8-sig", "utf-8", "utf8") else encoding,
+        encoding="utf8" if read_as.utf8 else read_as.encoding,
     )
     parse_options = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
     convert_options = pa_csv.ConvertOptions(
@@ -205,7 +176,7 @@ def _csv_batches(file: InputFile, required: list[str], options: InputSpec) -> It
     stream = file.open()
     try:
         next_line = 2
-        for batch in _csv_records(file, stream, options, (read_options, parse_options, convert_options)):
+        for batch in _csv_records(file, stream, (read_options, parse_options, convert_options)):
             lines = _lines_between(next_line, batch.num_rows, [number for number, _, _ in invalid])
             last = int(lines[-1]) if len(lines) else next_line - 1
             done = [r for r in invalid if r[0] <= last]
@@ -223,7 +194,7 @@ def _csv_batches(file: InputFile, required: list[str], options: InputSpec) -> It
 
 
 def _csv_records(
-    file: InputFile, stream: pa.NativeFile, options: InputSpec, reader_options: tuple[Any, Any, Any]
+    file: InputFile, stream: pa.NativeFile, reader_options: tuple[Any, Any, Any]
 ) -> Iterator[pa.RecordBatch]:
     """Arrow's batches; its errors as FatalInputError (the first block is read when the reader opens)."""
     read_options, parse_options, convert_options = reader_options
@@ -233,11 +204,11 @@ def _csv_records(
         )
         yield from reader
     except pa.ArrowInvalid as exc:
-        if "UTF8" in str(exc) and not options.encoding:
-            raise _not_text(file, "utf-8", _first_bad_utf8(file)) from exc
+        if "UTF8" in str(exc) and file.read_as.utf8:
+            raise _not_text(file, _first_bad_utf8(file)) from exc
         raise FatalInputError(f"input is not readable as csv: {file.name}: {exc}") from exc
     except UnicodeDecodeError as exc:
-        raise _not_text(file, options.encoding or "utf-8", None) from exc
+        raise _not_text(file, None) from exc
 
 
 def _lines_between(first: int, count: int, skipped: list[int]) -> np.ndarray:
@@ -271,9 +242,9 @@ def _first_bad_utf8(file: InputFile) -> int | None:
     return None
 
 
-def _not_text(file: InputFile, encoding: str, offset: int | None) -> FatalInputError:
+def _not_text(file: InputFile, offset: int | None) -> FatalInputError:
     where = f" at byte {offset}" if offset is not None else ""
-    label = "utf-8" if encoding in ("utf-8-sig", "utf-8", "utf8") else encoding
+    label = "utf-8" if file.read_as.utf8 else file.read_as.encoding
     return FatalInputError(
         f"input is not valid {label} text: {file.name}{where}; set input.encoding to the file's encoding (e.g. cp1252)"
     )
@@ -282,10 +253,10 @@ def _not_text(file: InputFile, encoding: str, offset: int | None) -> FatalInputE
 # --- JSON Lines -------------------------------------------------------------------------------------------
 
 
-def _jsonl_batches(file: InputFile, required: list[str], options: InputSpec) -> Iterator[RawBatch]:
+def _jsonl_batches(file: InputFile, required: list[str]) -> Iterator[RawBatch]:
     seen: set[str] = set()
     first_line = 1
-    for chunk in _line_chunks(file, options.encoding):
+    for chunk in _line_chunks(file):
         ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == ord("\n"))
         starts = np.concatenate(([0], ends[:-1] + 1))
         filled = _non_blank(chunk, starts, ends)
@@ -299,9 +270,11 @@ def _jsonl_batches(file: InputFile, required: list[str], options: InputSpec) -> 
         raise FatalInputError(f"missing required columns: {', '.join(sorted(missing))}")
 
 
-def _line_chunks(file: InputFile, encoding: str | None) -> Iterator[bytes]:
+def _line_chunks(file: InputFile) -> Iterator[bytes]:
     """The file as UTF-8 chunks of whole lines, each ending with a line feed."""
-    decoder = codecs.getincrementaldecoder(encoding)() if encoding else None
+    read_as = file.read_as
+    decoder = None if read_as.utf8 else codecs.getincrementaldecoder(read_as.encoding)()
+    strip_bom = read_as.codec == "utf-8-sig"
     rest, rest_offset, read = b"", 0, 0
     with file.open() as stream:
         while True:
@@ -311,8 +284,8 @@ def _line_chunks(file: InputFile, encoding: str | None) -> Iterator[bytes]:
                 try:
                     data = decoder.decode(raw, final=not raw).encode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise _not_text(file, encoding or "utf-8", read + exc.start) from exc
-            elif read == 0 and data.startswith(codecs.BOM_UTF8):
+                    raise _not_text(file, read + exc.start) from exc
+            elif read == 0 and strip_bom and data.startswith(codecs.BOM_UTF8):
                 data, rest_offset = data[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
             read += len(raw)
             data, offset = rest + data, rest_offset
@@ -330,7 +303,7 @@ def _check_utf8(file: InputFile, chunk: bytes, offset: int) -> None:
     try:
         chunk.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _not_text(file, "utf-8", offset + exc.start) from exc
+        raise _not_text(file, offset + exc.start) from exc
 
 
 def _non_blank(chunk: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -416,10 +389,10 @@ def _parquet_batches(file: InputFile, required: list[str]) -> Iterator[RawBatch]
 
     with tempfile.TemporaryDirectory(prefix="labelflow-parquet-") as scratch:
         path = file.path
-        if file.gzipped:
+        if file.read_as.gzip:
             # Parquet needs random access: unpack to local disk, not to memory.
             path = Path(scratch) / "input.parquet"
-            with gzip.open(file.path, "rb") as source, path.open("wb") as target:
+            with file.open() as source, path.open("wb") as target:
                 shutil.copyfileobj(source, target, 1 << 20)
         try:
             parquet = pq.ParquetFile(path)

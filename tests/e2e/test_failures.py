@@ -11,9 +11,9 @@ from labelflow.layout import RunLayout
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import get_json
 from labelflow_local.cloud import LocalCloud, local_cloud
-from labelflow_local.demo import DEMO_MODEL, DEMO_SPEC, land, run_id_of
+from labelflow_local.demo import DEMO_MODEL, DEMO_SPEC, DEMO_TRUTH, land, run_id_of
 from labelflow_local.functions import FunctionError, error_payload
-from labelflow_local.review import SimulatedWorkers
+from labelflow_local.review import SimulatedWorkers, read_labels
 from labelflow_local.template import FunctionDef
 from tests.conftest import EVENTS
 
@@ -55,7 +55,7 @@ class RetryableAwsError(Exception):
 
 def test_a_transient_aws_error_is_retried_and_the_run_succeeds(tmp_path: Path) -> None:
     # Given MergeLabels hitting a throttle that outlives botocore's retries, once
-    with local_cloud(SimulatedWorkers({}), tmp_path / "fs") as cloud:
+    with local_cloud(SimulatedWorkers(read_labels(DEMO_TRUTH)), tmp_path / "fs") as cloud:
         calls = fail(cloud, "merge_labels", RetryableAwsError("put s3://b/k: SlowDown after retries"), times=1)
         # When the run executes
         described, manifest, history = run_sample(cloud, tmp_path)
@@ -68,7 +68,7 @@ def test_a_transient_aws_error_is_retried_and_the_run_succeeds(tmp_path: Path) -
 
 def test_a_failed_labeling_job_ends_the_run_with_the_reason(tmp_path: Path) -> None:
     # Given an annotation-consolidation Lambda that fails
-    with local_cloud(SimulatedWorkers({}), tmp_path / "fs") as cloud:
+    with local_cloud(SimulatedWorkers(read_labels(DEMO_TRUTH)), tmp_path / "fs") as cloud:
         fail(cloud, "gt_post_annotation", ValueError("consolidation broke"), times=99)
         # When the run executes
         described, manifest, history = run_sample(cloud, tmp_path)
@@ -92,7 +92,7 @@ def test_a_bad_file_fails_alone_while_other_runs_go_on(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
     good.write_bytes(SAMPLE.read_bytes())
     bad.write_bytes(b"review_id,review_text\nr1,no other columns\n")
-    with local_cloud(SimulatedWorkers({}), tmp_path / "fs") as cloud:
+    with local_cloud(SimulatedWorkers(read_labels(DEMO_TRUTH)), tmp_path / "fs") as cloud:
         # When both runs execute at the same time
         arns = {path.name: land(cloud, path, spec, spec_body, DEMO_MODEL) for path in (bad, good)}
         outcomes = {name: cloud.wait(arn)["status"] for name, arn in arns.items()}

@@ -16,8 +16,8 @@ from labelflow.layout import RunLayout
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import S3Location, get_json
 from labelflow_local.cloud import LocalCloud, local_cloud
-from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, land, run_id_of
-from labelflow_local.review import SimulatedWorkers
+from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, DEMO_TRUTH, land, run_id_of
+from labelflow_local.review import SimulatedWorkers, read_labels
 
 GROUP = "labelflow-reviews"
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Any:
-    with local_cloud(SimulatedWorkers({}), tmp_path / "fs") as local:
+    with local_cloud(SimulatedWorkers(read_labels(DEMO_TRUTH)), tmp_path / "fs") as local:
         yield local
 
 

@@ -19,8 +19,8 @@ from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import get_json
 from labelflow_local.cli import main
 from labelflow_local.cloud import local_cloud
-from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, land, run_id_of
-from labelflow_local.review import SimulatedWorkers
+from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, DEMO_TRUTH, land, run_id_of
+from labelflow_local.review import SimulatedWorkers, read_labels
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = ROOT / "demo/data/bad"
@@ -128,7 +128,7 @@ def test_bad_input_ends_in_the_failure_path_and_leaves_the_raw_object_untouched(
     spec = DatasetSpec.model_validate_json(spec_body)
     data = tmp_path / bad_file
     data.write_bytes((BAD / bad_file).read_bytes())
-    with local_cloud(SimulatedWorkers({}), tmp_path / "fs") as cloud:
+    with local_cloud(SimulatedWorkers(read_labels(DEMO_TRUTH)), tmp_path / "fs") as cloud:
         # When its run executes
         execution_arn = land(cloud, data, spec, spec_body, DEMO_MODEL)
         described = cloud.wait(execution_arn)

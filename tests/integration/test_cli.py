@@ -14,6 +14,7 @@ from tests.conftest import EVENTS, ROOT
 
 SAMPLE = EVENTS / "fixtures/labelflow-demo/raw/reviews/sample.csv"
 SPEC, MODEL = ROOT / "demo/datasets/reviews.json", ROOT / "demo/model/sentiment.joblib"
+TRUTH = ROOT / "demo/data/reviews.labels.csv"
 
 
 def test_invoke_runs_a_handler_on_its_sample_event(capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,7 +46,7 @@ def test_run_local_then_query_the_feature_store(tmp_path: Path, capfd: pytest.Ca
     truth = ROOT / "demo/data/reviews.labels.csv"
     args = ["--spec", str(SPEC), "--model", str(MODEL), "--truth", str(truth), "--workdir", str(tmp_path)]
     # When it is run locally with --json (stdout read at the file descriptor: subprocesses included)
-    code = main(["run", str(SAMPLE), "--local", "--json", *args])
+    code = main(["run", str(SAMPLE), "--local", "--truth", str(TRUTH), "--json", *args])
     report = json.loads(capfd.readouterr().out)
     # Then the run succeeded, stdout held the report alone, and it names the dataset's feature group
     assert code == 0 and report["status"] == "SUCCEEDED" and report["reason"] is None
@@ -75,7 +76,7 @@ def test_an_answers_file_reviews_what_it_covers_and_the_partial_run_exits_1(
     answers.write_text(f"record_id,label\n{review[0]['record_id']},positive\n")
     # When the sample runs with those answers as its reviewer
     code = main(
-        ["run", str(SAMPLE), "--local", "--json", "--spec", str(SPEC), "--model", str(MODEL)]
+        ["run", str(SAMPLE), "--local", "--truth", str(TRUTH), "--json", "--spec", str(SPEC), "--model", str(MODEL)]
         + ["--answers", str(answers), "--workdir", str(tmp_path)]
     )
     out, err = capsys.readouterr()
@@ -97,7 +98,21 @@ def test_a_file_missing_the_spec_columns_fails_the_run_with_one_line(
     data = tmp_path / "no-price.csv"
     data.write_text("\n".join([",".join(h for h in header if h != "price"), *[]]) + "\n" + "r1,x\n")
     # When it is run
-    code = main(["run", str(data), "--local", "--spec", str(SPEC), "--model", str(MODEL), "--workdir", str(tmp_path)])
+    code = main(
+        [
+            "run",
+            str(data),
+            "--local",
+            "--truth",
+            str(TRUTH),
+            "--spec",
+            str(SPEC),
+            "--model",
+            str(MODEL),
+            "--workdir",
+            str(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err
     # Then the run FAILED and the command exits 1 with one line naming the missing column
     assert code == 1 and err.count("\n") == 1 and "FAILED" in err and "price" in err

@@ -63,3 +63,13 @@ def test_the_crowd_size_per_record_can_be_set_for_local_runs() -> None:
     assert len({worker for worker, _ in crowd.answer(TASK, 1)}) == 5
     with pytest.raises(ValueError, match="between 1 and 9"):
         SimulatedWorkers({}, workers_per_task=10)
+
+
+def test_simulated_workers_never_make_up_a_label() -> None:
+    # Given a crowd that knows the label of r1 only
+    crowd = SimulatedWorkers({"r1": "positive"}, accuracy=1.0)
+    # When it is shown r1 and a record whose label nobody knows
+    known = crowd.answer(TASK, 3)
+    unknown = crowd.answer({**TASK, "record_id": "r2"}, 3)
+    # Then r1 gets answers and r2 none: it stays unlabeled instead of getting a random label
+    assert {label for _, label in known} == {"positive"} and unknown == []

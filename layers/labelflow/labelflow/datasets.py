@@ -51,7 +51,7 @@ def read_run_spec(s3: S3Client, spec_uri: str) -> DatasetSpec:
 
 def check_input(key: str, head: bytes, spec: DatasetSpec, where: str) -> ResolvedInput:
     """How to read the landed file, from its key and first bytes; InvalidInputError when it cannot be this dataset."""
-    resolved = resolve_input(key, head, spec.input, where)
+    resolved = resolve_input(key, head, spec.input, where, spec.required_columns)
     if resolved.columns is not None and resolved.format == "csv":
         missing = [column for column in spec.required_columns if column not in resolved.columns]
         if missing:

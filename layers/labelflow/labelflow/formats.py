@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import zlib
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -22,6 +23,8 @@ from labelflow.models.spec import InputSpec
 FileFormat = Literal["csv", "jsonl", "parquet"]
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
+UTF8_BOM = codecs.BOM_UTF8
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 DELIMITERS = (",", ";", "\t", "|")
 _EXTENSIONS: dict[str, FileFormat] = {
     ".csv": "csv",
@@ -89,8 +92,9 @@ def decode_head(head: bytes, encoding: str, where: str) -> str:
         ) from exc
 
 
-def detect_delimiter(header_line: str, where: str) -> str:
-    """The header's delimiter among , ; TAB |, counted outside quotes; an error when two are equally likely."""
+def detect_delimiter(header_line: str, where: str, required: Sequence[str] = ()) -> str:
+    """The header's delimiter among , ; TAB |, counted outside quotes. When two are equally common, the one that
+    splits out every required column wins; an error when that does not settle it."""
     counts = dict.fromkeys(DELIMITERS, 0)
     quoted = False
     for char in header_line:
@@ -102,17 +106,24 @@ def detect_delimiter(header_line: str, where: str) -> str:
     if best == 0:
         return ","
     found = [d for d, n in counts.items() if n == best]
+    if len(found) > 1 and required:
+        found = [d for d in found if set(required) <= {c.strip() for c in _split(header_line, d)}] or found
     if len(found) > 1:
         names = " and ".join(repr(d) for d in found)
         raise InvalidInputError(f"{where}: cannot tell the delimiter ({names} appear equally): set input.delimiter")
     return found[0]
 
 
-def resolve_input(key: str, head: bytes, options: InputSpec, where: str) -> ResolvedInput:
+def _split(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader(io.StringIO(line), delimiter=delimiter), [])
+
+
+def resolve_input(key: str, head: bytes, options: InputSpec, where: str, required: Sequence[str] = ()) -> ResolvedInput:
     """Resolve format, compression, encoding and delimiter; InvalidInputError when the file cannot be read.
 
     `head` is the object's first bytes (enough for the header line). CSV and JSON Lines come back with their
     header columns (the first JSON object's keys); Parquet's columns are checked by the processing step.
+    `required` (the spec's columns) settles a delimiter that the header alone leaves open.
     """
     if not head.strip():
         raise InvalidInputError(f"{where} is empty")
@@ -126,10 +137,13 @@ def resolve_input(key: str, head: bytes, options: InputSpec, where: str) -> Reso
     kind: FileFormat | None = None if options.format == "auto" else options.format
     kind = kind or by_key
     if kind is None:
+        start = content.removeprefix(UTF8_BOM).lstrip()
         if content.startswith(PARQUET_MAGIC):
             kind = "parquet"
-        elif content.lstrip().startswith(b"{"):
+        elif start.startswith(b"{"):
             kind = "jsonl"
+        elif start.startswith(b"["):
+            raise InvalidInputError(f"{where} is a JSON array: labelflow reads JSON Lines, one object per line")
         else:
             kind = "csv"
     if kind == "parquet":
@@ -137,11 +151,14 @@ def resolve_input(key: str, head: bytes, options: InputSpec, where: str) -> Reso
             raise InvalidInputError(f"{where} is not a Parquet file (no PAR1 magic)")
         return ResolvedInput(format="parquet", gzip=gzipped)
     encoding = options.encoding or "utf-8-sig"
+    if options.encoding is None and content.startswith(UTF16_BOMS):
+        raise InvalidInputError(f"{where} is UTF-16 text (it starts with a UTF-16 BOM): set input.encoding to utf-16")
     text = decode_head(content, encoding, where)
     if "\x00" in text:
         raise InvalidInputError(f"{where} is not a text file (NUL bytes): expected CSV, JSON Lines or Parquet")
-    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    lines = text.splitlines()
     if kind == "jsonl":
+        first_line = next((line for line in lines if line.strip()), "")
         try:
             first = json.loads(first_line)
         except ValueError as exc:
@@ -149,13 +166,15 @@ def resolve_input(key: str, head: bytes, options: InputSpec, where: str) -> Reso
         if not isinstance(first, dict):
             raise InvalidInputError(f"{where}: JSON Lines need one object per line; the first line is not one")
         return ResolvedInput(format="jsonl", gzip=gzipped, encoding=encoding, columns=list(first))
+    first_line = lines[0] if lines else ""
+    if not first_line.strip():
+        raise InvalidInputError(f"{where}: the first line is blank; a CSV file's first line must be its header")
     delimiter = options.delimiter or (
         "\t" if by_key == "csv" and key.lower().removesuffix(".gz").endswith(".tsv") else None
     )
-    delimiter = delimiter or detect_delimiter(first_line, where)
+    delimiter = delimiter or detect_delimiter(first_line, where, required)
     try:
-        header = next(csv.reader(io.StringIO(first_line), delimiter=delimiter))
-    except (csv.Error, StopIteration) as exc:
+        columns = [column.strip() for column in _split(first_line, delimiter)]
+    except csv.Error as exc:
         raise InvalidInputError(f"{where} has no readable csv header") from exc
-    columns = [column.strip() for column in header]
     return ResolvedInput(format="csv", gzip=gzipped, encoding=encoding, delimiter=delimiter, columns=columns)

@@ -13,6 +13,7 @@ from labelflow.aws import raise_if_retryable
 from labelflow.datasets import load_dataset_spec, probe_input
 from labelflow.errors import ConfigError, ManifestError
 from labelflow.feature_groups import FeatureStoreConfig, ensure_feature_group
+from labelflow.formats import ResolvedInput
 from labelflow.layout import PROCESSED_STATS, PROCESSING_CODE_POINTER, RunLayout, feature_group_name, job_name
 from labelflow.models.artifacts import ProcessingCode
 from labelflow.models.run import ModelLineage
@@ -77,11 +78,18 @@ def model_lineage(s3: S3Client, spec: DatasetSpec, model: FrozenObject) -> Model
 
 
 def cache_key(
-    run: WorkflowState, code_sha256: str, spec: DatasetSpec, model_etag: str | None, state: PublishedState | None
+    run: WorkflowState,
+    code_sha256: str,
+    spec: DatasetSpec,
+    model_etag: str | None,
+    state: PublishedState | None,
+    resolved: ResolvedInput,
 ) -> str:
     """Input version × code hash × parameters × applied state: equal keys mean byte-identical processing outputs."""
     material = {
         "input": [run.bucket, run.key, run.version_id, run.etag],
+        # How the job is told to read it: the layer's format rules may change while input, spec and code do not.
+        "read_as": resolved.container_arguments(),
         "code": code_sha256,
         "spec": spec.model_dump(mode="json"),
         "model": model_etag,
@@ -91,8 +99,13 @@ def cache_key(
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def container_arguments(run: WorkflowState, spec: DatasetSpec, state: PublishedState | None) -> list[str]:
-    """Every path spelled out, so the script never depends on its own defaults."""
+def container_arguments(
+    run: WorkflowState, spec: DatasetSpec, state: PublishedState | None, resolved: ResolvedInput
+) -> list[str]:
+    """Every path spelled out, and how to read the input as planning resolved it: the script detects nothing.
+
+    At most 100 arguments of at most 256 characters each (ContainerArguments in botocore's sagemaker model).
+    """
     arguments = [
         "--input-dir", f"{CONTAINER_ROOT}/input/data",
         "--spec", f"{CONTAINER_ROOT}/input/spec/spec.json",
@@ -104,7 +117,7 @@ def container_arguments(run: WorkflowState, spec: DatasetSpec, state: PublishedS
         arguments += ["--model-dir", f"{CONTAINER_ROOT}/input/model"]
     if state is not None:
         arguments += ["--state-dir", f"{CONTAINER_ROOT}/input/state"]
-    return arguments
+    return arguments + resolved.container_arguments()
 
 
 def processing_job_request(
@@ -116,6 +129,7 @@ def processing_job_request(
     key: str,
     settings: PlanSettings,
     state: PublishedState | None,
+    resolved: ResolvedInput,
 ) -> dict[str, Any]:
     """CreateProcessingJob fields (less RoleArn, which the state machine adds)."""
 
@@ -147,7 +161,7 @@ def processing_job_request(
         "AppSpecification": {
             "ImageUri": settings.processing_image_uri,
             "ContainerEntrypoint": ["python3", f"{CONTAINER_ROOT}/input/code/{code.entrypoint}"],
-            "ContainerArguments": container_arguments(run, spec, state),
+            "ContainerArguments": container_arguments(run, spec, state, resolved),
         },
         "ProcessingResources": {
             "ClusterConfig": {
@@ -178,7 +192,7 @@ def plan_processing(run: WorkflowState, s3: S3Client, sagemaker: SageMakerClient
     """Validate the landed object against its spec, ready its feature group, freeze inputs, and plan the job."""
     layout = RunLayout(run.dataset, run.run_id)
     spec, _ = load_dataset_spec(s3, run.bucket, run.dataset)
-    probe_input(s3, run.bucket, run.key, run.version_id, spec)
+    resolved = probe_input(s3, run.bucket, run.key, run.version_id, spec)
     code = load_processing_code(s3, run.bucket)
     model = model_artifact(s3, spec)
     lineage = model_lineage(s3, spec, model) if model is not None else None
@@ -189,7 +203,7 @@ def plan_processing(run: WorkflowState, s3: S3Client, sagemaker: SageMakerClient
         FeatureStoreConfig(settings.feature_store_role_arn, settings.offline_store_s3_uri),
     )
     state_lineage, state = published_state(s3, run.bucket, spec)
-    key = cache_key(run, code.sha256, spec, model.etag if model else None, state)
+    key = cache_key(run, code.sha256, spec, model.etag if model else None, state, resolved)
     processed_prefix = layout.processed_prefix(key)
     cache_hit = exists(s3, run.bucket, processed_prefix + PROCESSED_STATS)
 
@@ -217,5 +231,5 @@ def plan_processing(run: WorkflowState, s3: S3Client, sagemaker: SageMakerClient
         model=lineage,
         feature_group=group,
         transform_state=state_lineage,
-        processing_job=processing_job_request(run, layout, code, spec, processed_uri, key, settings, state),
+        processing_job=processing_job_request(run, layout, code, spec, processed_uri, key, settings, state, resolved),
     )

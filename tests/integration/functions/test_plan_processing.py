@@ -1,8 +1,13 @@
+import csv
+import gzip
 import hashlib
+import io
 import json
 import re
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from labelflow.feature_groups import feature_definitions
@@ -41,6 +46,57 @@ def test_plans_a_processing_job_on_a_frozen_copy_of_the_input(cloud) -> None:
     # And the plan names the model's version, content hash and classes for run.json
     assert plan["model"]["sha256"] == hashlib.sha256(model).hexdigest()
     assert plan["model"]["classes"] == ["negative", "positive"]
+    # And the job is told how to read the input
+    assert read_as(plan) == ["--format", "csv", "--encoding", "utf-8-sig", "--delimiter", ","]
+
+
+def read_as(plan: dict[str, Any]) -> list[str]:
+    """The job's reading arguments (the last of its arguments)."""
+    arguments: list[str] = plan["processing_job"]["AppSpecification"]["ContainerArguments"]
+    return arguments[arguments.index("--format") :]
+
+
+def sample_rows() -> list[dict[str, str]]:
+    with EVENTS_SAMPLE.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def semicolon_csv() -> bytes:
+    rows = sample_rows()
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), delimiter=";")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def gzipped_json_lines() -> bytes:
+    return gzip.compress("".join(json.dumps(row) + "\n" for row in sample_rows()).encode())
+
+
+def parquet() -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(sample_rows()), buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "expected"),
+    [
+        ("raw/reviews/export.csv", semicolon_csv, ["--format", "csv", "--encoding", "utf-8-sig", "--delimiter", ";"]),
+        ("raw/reviews/export.jsonl.gz", gzipped_json_lines, ["--format", "jsonl", "--encoding", "utf-8-sig", "--gzip"]),
+        ("raw/reviews/export", parquet, ["--format", "parquet", "--encoding", "utf-8-sig"]),
+    ],
+)
+def test_the_job_is_told_how_planning_resolved_the_input(cloud, key: str, body: Any, expected: list[str]) -> None:
+    # Given a semicolon CSV, gzipped JSON Lines, or Parquet under a key without an extension
+    data = body()
+    cloud.s3.put_object(Bucket=cloud.bucket, Key=key, Body=data)
+    event = {**load_event("plan_processing.json"), "key": key, "size": len(data)}
+    # When PlanProcessing runs
+    plan = cloud.invoke("plan_processing", event)
+    # Then the job's arguments say the format, compression, encoding and delimiter, so processing detects nothing
+    assert read_as(plan) == expected
 
 
 def unpin_the_demo_model(cloud) -> None:
@@ -87,7 +143,7 @@ def test_finished_outputs_for_the_same_cache_key_are_reused(cloud) -> None:
     [
         (b"", "is empty"),
         (b"review_id,review_text\nr1,hello\n", "missing required columns: product_category, reviewed_at"),
-        (b"\xff\xfe\x00b\x00a\x00d", "is not utf-8 text"),
+        (b"review_id,review_text\nr1,caf\xe9\n", "is not utf-8 text"),
     ],
 )
 def test_an_input_that_cannot_be_the_dataset_is_rejected_with_the_reason(cloud, body: bytes, message: str) -> None:

@@ -126,6 +126,7 @@ ROW = "r1,great,2024-01-01,books,1,9.5,yes"
         ("raw/reviews/no-extension", b'\n {"review_id": "r1"}\n', ("jsonl", False, None)),
         ("raw/reviews/data.parquet", b"PAR1\x15\x04", ("parquet", False, None)),
         ("raw/reviews/blob", b"PAR1\x15\x04", ("parquet", False, None)),
+        ("raw/reviews/bom-lines", b'\xef\xbb\xbf{"review_id": "r1"}\n', ("jsonl", False, None)),
     ],
 )
 def test_the_format_comes_from_the_extension_else_the_content(
@@ -144,6 +145,15 @@ def test_an_ambiguous_delimiter_asks_for_the_spec(spec: DatasetSpec) -> None:
     # When it is checked / Then the error says to set the delimiter
     with pytest.raises(InvalidInputError, match=r"cannot tell the delimiter \(',' and ';'.*set input.delimiter"):
         check_input(KEY, body, spec, WHERE)
+
+
+def test_the_spec_columns_settle_a_delimiter_the_header_leaves_open(spec: DatasetSpec) -> None:
+    # Given a semicolon header whose names hold as many commas as there are semicolons
+    names = [*HEADER.split(","), "a,b,c,d,e", "f,g,h,i,j"]
+    body = ";".join(names).encode() + b"\n"
+    assert body.count(b";") == body.count(b",") == 8
+    # When it is checked / Then the delimiter that yields the spec's columns is chosen
+    assert check_input(KEY, body, spec, WHERE).delimiter == ";"
 
 
 def test_the_spec_can_name_the_encoding_and_delimiter() -> None:
@@ -165,6 +175,9 @@ def test_the_spec_can_name_the_encoding_and_delimiter() -> None:
         ("raw/reviews/data.jsonl", b"[1, 2]\n", "one object per line"),
         ("raw/reviews/data.jsonl", b"{oops\n", "the first line is not JSON"),
         ("raw/reviews/data.parquet", b"id,text\n", "not a Parquet file"),
+        ("raw/reviews/export", b'[{"review_id": "r1"}]', "is a JSON array: labelflow reads JSON Lines"),
+        ("raw/reviews/data.csv", b"\n" + HEADER.encode() + b"\n", "the first line is blank"),
+        ("raw/reviews/data.csv", HEADER.encode("utf-16"), "UTF-16 text .*set input.encoding to utf-16"),
     ],
 )
 def test_a_file_that_is_not_what_it_claims_is_rejected(spec: DatasetSpec, key: str, body: bytes, message: str) -> None:

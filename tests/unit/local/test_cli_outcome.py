@@ -16,6 +16,7 @@ from tests.conftest import ROOT
 SPEC = ROOT / "demo/datasets/reviews.json"
 MODEL = ROOT / "demo/model/sentiment.joblib"
 DATA = ROOT / "demo/data/reviews.csv"
+TRUTH = ROOT / "demo/data/reviews.labels.csv"
 COUNTS = {"records_in": 40, "rejected": 0, "auto_labeled": 28, "sent_to_review": 12, "human_labeled": 12}
 
 
@@ -52,7 +53,9 @@ def run_with(monkeypatch: pytest.MonkeyPatch, run: RunManifest, *options: str) -
         return report(run)
 
     monkeypatch.setattr(demo, "run_local", fake_run_local)
-    return main(["run", str(DATA), "--local", "--spec", str(SPEC), "--model", str(MODEL), *options])
+    return main(
+        ["run", str(DATA), "--local", "--truth", str(TRUTH), "--spec", str(SPEC), "--model", str(MODEL), *options]
+    )
 
 
 SUCCEEDED = manifest("SUCCEEDED", model_labeled=28, unlabeled=0, ingested=40, ingest_failed=0)
@@ -151,9 +154,19 @@ def test_a_lambda_error_cause_gives_its_message() -> None:
     ("argv", "message"),
     [
         (["run", str(DATA), "--spec", str(SPEC)], "local mode only (--local)"),
-        (["run", "nope.csv", "--local", "--spec", str(SPEC), "--model", str(MODEL)], "FILE nope.csv: no such file"),
-        (["run", str(DATA), "--local", "--spec", "nope.json"], "nope.json: no such spec file"),
-        (["run", str(DATA), "--local", "--spec", str(SPEC)], "names a model (s3://labelflow-demo/"),
+        (
+            ["run", str(DATA), "--local", "--spec", str(SPEC), "--model", str(MODEL)],
+            "simulated reviewers answer from known labels: pass --truth FILE",
+        ),
+        (
+            ["run", "nope.csv", "--local", "--truth", str(TRUTH), "--spec", str(SPEC), "--model", str(MODEL)],
+            "FILE nope.csv: no such file",
+        ),
+        (["run", str(DATA), "--local", "--truth", str(TRUTH), "--spec", "nope.json"], "nope.json: no such spec file"),
+        (
+            ["run", str(DATA), "--local", "--truth", str(TRUTH), "--spec", str(SPEC)],
+            "names a model (s3://labelflow-demo/",
+        ),
     ],
 )
 def test_an_unusable_command_line_exits_2_with_one_line(
@@ -177,7 +190,7 @@ def test_a_spec_with_errors_is_refused_before_the_run_naming_the_first(
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({**json.loads(SPEC.read_text()), "dataset": "Bad_Name", "labels": ["x"]}))
     # When it is run / Then one line names the first error and how to see them all
-    code = main(["run", str(DATA), "--local", "--spec", str(spec), "--model", str(MODEL)])
+    code = main(["run", str(DATA), "--local", "--truth", str(TRUTH), "--spec", str(spec), "--model", str(MODEL)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "dataset: 'Bad_Name' is not allowed" in err and f"(and 1 more: labelflow validate {spec})" in err
@@ -191,7 +204,7 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(
         raise RuntimeError("engine broke\nwith a second line")
 
     monkeypatch.setattr(demo, "run_local", broken)
-    argv = ["run", str(DATA), "--local", "--spec", str(SPEC), "--model", str(MODEL)]
+    argv = ["run", str(DATA), "--local", "--truth", str(TRUTH), "--spec", str(SPEC), "--model", str(MODEL)]
     # When it runs, then again with --debug
     code = main(argv)
     plain = capsys.readouterr().err

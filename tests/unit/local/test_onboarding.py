@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from labelflow.models.spec import DatasetSpec
+from labelflow.formats import ResolvedInput
+from labelflow.models.spec import DatasetSpec, InputSpec
 from labelflow_local import onboarding
 from labelflow_local.onboarding import (
     CATEGORY_CAP,
@@ -27,7 +28,7 @@ SHA = "0" * 64
 
 def sample_of(rows: list[dict[str, Any]], name: str = "data.csv") -> Sample:
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    return Sample(Path(name), "csv", False, columns, rows, True, delimiter=",")
+    return Sample(Path(name), ResolvedInput(format="csv", delimiter=","), columns, rows, True)
 
 
 def rows_with(count: int = 40, /, **columns: Any) -> list[dict[str, Any]]:
@@ -253,10 +254,20 @@ def test_a_timestamp_column_with_gaps_is_not_the_event_time() -> None:
 def test_the_input_section_records_what_detection_might_not_find_again() -> None:
     # Given a semicolon cp1252 file without an extension
     rows = rows_with(n=lambda i: str(i))
-    sample = Sample(Path("export"), "csv", False, ["id", "n"], rows, True, delimiter=";", encoding="cp1252")
-    # When the spec is inferred / Then its input section names format, delimiter and encoding
-    spec = infer_spec(sample, "shop", LABELS).spec
-    assert spec.input.model_dump() == {"format": "csv", "delimiter": ";", "encoding": "cp1252"}
+    read = ResolvedInput(format="csv", delimiter=";", encoding="cp1252")
+    sample = Sample(Path("export"), read, ["id", "n"], rows, True, InputSpec(encoding="cp1252"))
+    # When the spec is inferred
+    inferred = infer_spec(sample, "shop", LABELS)
+    # Then its input section names format, delimiter and encoding, and the report says the encoding was guessed
+    assert inferred.spec.input.model_dump() == {"format": "csv", "delimiter": ";", "encoding": "cp1252"}
+    assert any(note.startswith("input.encoding: cp1252 (the file is not UTF-8)") for note in inferred.notes)
+
+
+def test_an_input_section_that_detection_finds_again_is_left_out() -> None:
+    # Given a comma-separated UTF-8 .csv sample / When the spec is inferred
+    spec = infer_spec(sample_of(rows_with(n=lambda i: str(i))), "shop", LABELS).spec
+    # Then the written spec has no input section: planning detects the same
+    assert spec.input == InputSpec() and '"input"' not in onboarding.spec_json(spec)
 
 
 # --- arguments --------------------------------------------------------------------------------------------
@@ -280,7 +291,7 @@ def test_labels_need_two_different_ones(text: str) -> None:
 def test_an_empty_file_has_no_spec() -> None:
     # Given a header and no rows / When the spec is inferred / Then the error says so
     with pytest.raises(OnboardingError, match="no data rows"):
-        infer_spec(Sample(Path("e.csv"), "csv", False, ["id"], [], True), "shop", LABELS)
+        infer_spec(Sample(Path("e.csv"), ResolvedInput(format="csv"), ["id"], [], True), "shop", LABELS)
 
 
 # --- the model --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from labelflow.formats import ResolvedInput
 from labelflow_local.processing import LocalProcessing, download_prefix, upload_tree
 from labelflow_local.processing_env import ensure_processing_env
 
@@ -289,6 +290,7 @@ def engine_request(bucket: str, extra_inputs: list[dict[str, Any]]) -> dict[str,
         "--output-dir", "/opt/ml/processing/output",
         "--message-file", "/opt/ml/output/message",
         "--state-dir", "/opt/ml/processing/input/state",
+        *ResolvedInput(format="csv", delimiter=",").container_arguments(),
     ]  # fmt: skip
     return base
 

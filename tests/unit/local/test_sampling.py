@@ -1,4 +1,4 @@
-"""Reading a bounded sample of a data file: CSV, JSON Lines, Parquet, each maybe gzipped, detected when unset."""
+"""Reading a bounded sample of a data file: CSV, JSON Lines, Parquet, each maybe gzipped, resolved as planning does."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from labelflow.datasets import HEADER_PROBE_BYTES
 from labelflow.models.spec import InputSpec
-from labelflow_local.sampling import SampleError, detect_delimiter, read_sample
+from labelflow_local.sampling import SampleError, read_sample
 
+# A gzipped CSV cut short: its stream ends before the sample does.
+TRUNCATED_GZIP = gzip.compress(("id\n" + "".join(f"{i}\n" for i in range(2_000))).encode())[:1_000]
 ROWS = [{"id": "a1", "price": "9.5", "note": "fine"}, {"id": "a2", "price": "", "note": "two\nlines"}]
 
 
@@ -35,7 +38,7 @@ def test_csv_with_a_quoted_newline_reads_as_rows_with_blanks_as_none(tmp_path: P
     # When it is sampled
     sample = read_sample(write_csv(tmp_path / "data.csv"))
     # Then both rows are read whole, the blank cell is None, and the sample knows it saw everything
-    assert sample.format == "csv" and sample.delimiter == "," and sample.complete
+    assert sample.resolved.format == "csv" and sample.resolved.delimiter == "," and sample.complete
     assert sample.rows[1] == {"id": "a2", "price": None, "note": "two\nlines"}
 
 
@@ -45,25 +48,63 @@ def test_the_delimiter_is_detected_from_the_header_line(tmp_path: Path, delimite
     # When it is sampled
     sample = read_sample(write_csv(tmp_path / f"{name}.csv", delimiter))
     # Then the delimiter is the header's and the columns split on it
-    assert sample.delimiter == delimiter and sample.columns == ["id", "price", "note"]
+    assert sample.resolved.delimiter == delimiter and sample.columns == ["id", "price", "note"]
 
 
-def test_a_header_without_delimiters_means_commas() -> None:
-    # Given a one-column header / When the delimiter is detected / Then it is a comma
-    assert detect_delimiter("id\n") == ","
+def test_a_blank_first_line_is_refused_as_planning_refuses_it(tmp_path: Path) -> None:
+    # Given a one-column file whose header follows blank lines
+    path = tmp_path / "ids.csv"
+    path.write_text("\n\nid\nr1\n\nr2\n")
+    # When it is sampled / Then it is refused: the header must be the first line, as processing reads it
+    with pytest.raises(SampleError, match="the first line is blank"):
+        read_sample(path)
 
 
-def test_a_utf8_bom_is_dropped_and_windows_text_is_recognised(tmp_path: Path) -> None:
+def test_a_utf8_bom_is_dropped_and_windows_text_is_recognised_when_no_spec_names_the_encoding(
+    tmp_path: Path,
+) -> None:
     # Given a UTF-8 file with a byte order mark and a cp1252 file with an accented value
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbfid,city\nr1,Paris\n")
     latin = tmp_path / "latin.csv"
     latin.write_bytes("id,city\nr1,Orléans\n".encode("cp1252"))
-    # When both are sampled
-    # Then the BOM is not part of the first column, and the cp1252 file says its encoding
-    assert read_sample(bom).columns == ["id", "city"] and read_sample(bom).encoding is None
+    # When both are sampled without a spec (init)
+    # Then the BOM is not part of the first column, and the cp1252 file is read with the input section naming it
+    assert read_sample(bom).columns == ["id", "city"] and read_sample(bom).options == InputSpec()
     sample = read_sample(latin)
-    assert sample.encoding == "cp1252" and sample.rows[0]["city"] == "Orléans"
+    assert sample.options == InputSpec(encoding="cp1252") and sample.rows[0]["city"] == "Orléans"
+
+
+def test_a_spec_without_the_encoding_refuses_windows_text_as_planning_does(tmp_path: Path) -> None:
+    # Given a cp1252 file, one non-UTF-8 byte in its header and one far past the bytes planning probes
+    header = tmp_path / "header.csv"
+    header.write_bytes("id,città\nr1,x\n".encode("cp1252"))
+    late = tmp_path / "late.csv"
+    late.write_bytes(b"id,city\n" + b"r0,Paris\n" * (HEADER_PROBE_BYTES // 8) + "r1,Orléans\n".encode("cp1252"))
+    # When they are sampled with a spec whose input section names no encoding (validate)
+    # Then each is refused in one line that says to set input.encoding
+    for path in (header, late):
+        with pytest.raises(SampleError, match=r"is not utf-8 text .*set input.encoding") as caught:
+            read_sample(path, InputSpec())
+        assert "\n" not in str(caught.value)
+    # And without a spec (init), the late one is read as cp1252 too
+    assert read_sample(late, limit=100_000).rows[-1]["city"] == "Orléans"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"id,x\n1,\x81\x90\n", r"^bad.csv is not utf-8 text \(byte 7: invalid start byte\): set input.encoding"),
+        ("id,id\nOrléans,1\n".encode("cp1252"), r"^bad.csv: repeated column .* \(read as cp1252: not utf-8 text\)$"),
+    ],
+)
+def test_when_windows_text_is_no_table_either_the_error_says_both(tmp_path: Path, body: bytes, message: str) -> None:
+    # Given a file that is not UTF-8, and not cp1252 either or not a table as cp1252
+    path = tmp_path / "bad.csv"
+    path.write_bytes(body)
+    # When it is sampled without a spec / Then the one-line error says what failed in each encoding
+    with pytest.raises(SampleError, match=message):
+        read_sample(path)
 
 
 def test_jsonl_values_read_as_processing_reads_them_and_the_keys_are_unioned(tmp_path: Path) -> None:
@@ -74,7 +115,7 @@ def test_jsonl_values_read_as_processing_reads_them_and_the_keys_are_unioned(tmp
     # When it is sampled
     sample = read_sample(path)
     # Then scalars are text as Arrow renders them, objects stay, and every key is a column
-    assert sample.format == "jsonl" and sample.columns == ["id", "n", "k", "flag", "meta"]
+    assert sample.resolved.format == "jsonl" and sample.columns == ["id", "n", "k", "flag", "meta"]
     assert sample.rows == [
         {"id": "a", "n": "3", "k": "2"},
         {"id": "b", "n": "1.5e-7", "flag": "true", "meta": {"x": 1}},
@@ -109,20 +150,20 @@ def test_gzipped_files_and_files_without_extension_are_recognised(tmp_path: Path
     # When each is sampled
     samples = {name: read_sample(path) for name, path in files.items()}
     # Then each is read in its format, with the same first row
-    assert {name: s.format for name, s in samples.items()} == {
+    assert {name: s.resolved.format for name, s in samples.items()} == {
         "csv": "csv",
         "parquet": "parquet",
         "bare parquet": "parquet",
         "bare jsonl": "jsonl",
     }
-    assert samples["csv"].gzipped and samples["parquet"].gzipped
+    assert samples["csv"].resolved.gzip and samples["parquet"].resolved.gzip
     assert all(s.rows[0]["id"] == "a1" for s in samples.values())
     assert not samples["bare parquet"].extension_says_format and samples["csv"].extension_says_format
 
 
 def test_the_sample_is_bounded(tmp_path: Path) -> None:
-    # Given a file of 50 rows in three formats
-    rows = [{"id": f"r{i}", "x": str(i)} for i in range(50)]
+    # Given a file of 50 rows in three formats, x a number in JSON Lines and Parquet
+    rows = [{"id": f"r{i}", "x": i} for i in range(50)]
     csv_path = tmp_path / "many.csv"
     csv_path.write_text("id,x\n" + "".join(f"{r['id']},{r['x']}\n" for r in rows))
     jsonl_path = tmp_path / "many.jsonl"
@@ -130,8 +171,8 @@ def test_the_sample_is_bounded(tmp_path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "many.parquet")
     # When each is sampled with a limit of 10 rows
     samples = [read_sample(p, limit=10) for p in (csv_path, jsonl_path, tmp_path / "many.parquet")]
-    # Then each sample holds the first 10 rows and knows there is more
-    assert [(len(s.rows), s.complete, s.rows[-1]["id"]) for s in samples] == [(10, False, "r9")] * 3
+    # Then each sample holds the first 10 rows, as text, and knows there is more
+    assert [(len(s.rows), s.complete, s.rows[-1]) for s in samples] == [(10, False, {"id": "r9", "x": "9"})] * 3
 
 
 def test_the_spec_input_section_overrides_detection(tmp_path: Path) -> None:
@@ -145,19 +186,24 @@ def test_the_spec_input_section_overrides_detection(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("name", "content", "message"),
     [
-        (b"", "the first line must be the header"),
-        (b"id,id\n1,2\n", "repeated column names in the header: id"),
-        (b'[{"id": 1}]', "a JSON array is not JSON Lines"),
-        (b"id,\n1,2\n", "column 2 of the header has no name"),
+        ("bad.csv", b"\n \n", "bad.csv is empty"),
+        ("bad.csv", b"id,id\n1,2\n", "repeated column names in the header: id"),
+        ("bad.csv", b"id,\n1,2\n", "column 2 of the header has no name"),
+        ("bad.csv", b"a,b;c\n1,2;3\n", r"cannot tell the delimiter \(',' and ';'"),
+        ("bad.json", b'[{"id": 1}]', "JSON Lines need one object per line"),
+        ("bad.csv.gz", b"id\n1\n", "ends in .gz but is not gzip data"),
+        ("bad.csv.gz", TRUNCATED_GZIP, "bad.csv.gz: cannot be read"),
+        ("bad", b"id,x\x00\n", "not a text file"),
+        ("bad.parquet", b"PAR1 but no footer", "bad.parquet: not a Parquet file"),
     ],
 )
-def test_unreadable_files_fail_with_one_line(tmp_path: Path, content: bytes, message: str) -> None:
+def test_unreadable_files_fail_with_one_line(tmp_path: Path, name: str, content: bytes, message: str) -> None:
     # Given a file that is no table
-    path = tmp_path / "bad"
+    path = tmp_path / name
     path.write_bytes(content)
-    # When it is sampled / Then the error says why in one line
+    # When it is sampled / Then the error names the file and says why in one line
     with pytest.raises(SampleError, match=message) as caught:
         read_sample(path)
     assert "\n" not in str(caught.value)
@@ -172,10 +218,19 @@ def test_a_jsonl_line_that_is_not_an_object_is_named(tmp_path: Path) -> None:
         read_sample(path)
 
 
-def test_an_encoding_that_does_not_decode_the_file_is_refused(tmp_path: Path) -> None:
-    # Given a cp1252 file read as the spec says, utf-8
+@pytest.mark.parametrize(("encoding", "message"), [("utf-8", "is not utf-8 text"), ("nope", "unknown text encoding")])
+def test_an_encoding_that_does_not_decode_the_file_is_refused(tmp_path: Path, encoding: str, message: str) -> None:
+    # Given a cp1252 file read as the spec says, in another or an unknown encoding
     path = tmp_path / "data.csv"
     path.write_bytes("id,city\nr1,Orléans\n".encode("cp1252"))
-    # When it is sampled / Then the error names the encoding
-    with pytest.raises(SampleError, match="not utf-8 text"):
-        read_sample(path, InputSpec(encoding="utf-8"))
+    # When it is sampled / Then the error names the encoding, with no fallback
+    with pytest.raises(SampleError, match=message):
+        read_sample(path, InputSpec(encoding=encoding))
+
+
+def test_the_spec_encoding_is_used(tmp_path: Path) -> None:
+    # Given a latin-1 JSON Lines file and a spec that names its encoding
+    path = tmp_path / "data.jsonl"
+    path.write_bytes('{"id": "r1", "city": "Orléans"}\n'.encode("latin-1"))
+    # When it is sampled / Then the text is decoded as the spec says
+    assert read_sample(path, InputSpec(encoding="latin-1")).rows == [{"id": "r1", "city": "Orléans"}]

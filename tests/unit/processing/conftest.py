@@ -24,9 +24,11 @@ PROCESSING = ROOT / "processing"
 DEMO = ROOT / "demo"
 
 try:
+    from labelflow.formats import ResolvedInput, format_from_key
     from labelflow.models.spec import DatasetSpec
 except ImportError:  # the layer is not installed: import it from the source tree
     sys.path.insert(0, str(ROOT / "layers" / "labelflow"))
+    from labelflow.formats import ResolvedInput, format_from_key
     from labelflow.models.spec import DatasetSpec
 
 HEADER = "id,ts,text,num,cat"
@@ -50,6 +52,18 @@ def make_spec(features: list[dict[str, Any]] | None = None, **overrides: Any) ->
     }
     fields.update(overrides)
     return DatasetSpec.model_validate(fields).model_dump(mode="json")
+
+
+def read_as(name: str = "input.csv", **told: Any) -> list[str]:
+    """The reading arguments planning passes (ResolvedInput's), for a file called `name`.
+
+    The format its extension names (csv when none), gzip when it ends in .gz, "," for CSV; `told` overrides any.
+    """
+    by_key, gzipped = format_from_key(name)
+    fields: dict[str, Any] = {"format": by_key or "csv", "gzip": gzipped, **told}
+    if fields["format"] == "csv":
+        fields.setdefault("delimiter", ",")
+    return ResolvedInput.model_validate(fields).container_arguments()
 
 
 def csv_text(*rows: str, header: str = HEADER) -> str:
@@ -109,8 +123,12 @@ class Job:
         extra: list[str] | None = None,
         model: Path | None = None,
         state: bytes | None = None,
+        read: list[str] | None = None,
     ) -> Outcome:
-        """Run on `data` (one file called `name`, or {name: content}); `state` is applied when given."""
+        """Run on `data` (one file called `name`, or {name: content}); `state` is applied when given.
+
+        The files are read as `read` says, by default as `read_as` says for the first file's name.
+        """
         job = self.root / f"job{len(list(self.root.glob('job*')))}"
         input_dir, model_dir = job / "input" / "data", job / "input" / "model"
         input_dir.mkdir(parents=True)
@@ -128,6 +146,7 @@ class Job:
         out, message_file = job / "output", job / "opt" / "ml" / "output" / "message"
         argv = ["--input-dir", str(input_dir), "--spec", str(spec_file), "--model-dir", str(model_dir)]
         argv += ["--output-dir", str(out), "--message-file", str(message_file), *(extra or [])]
+        argv += read_as(next(iter(files), name)) if read is None else read
         if state is not None:
             state_dir = job / "input" / "state"
             state_dir.mkdir(parents=True)

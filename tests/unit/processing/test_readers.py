@@ -1,4 +1,4 @@
-"""Reading the input: CSV dialects and encodings, JSON Lines, Parquet, gzip, and formats recognised by content."""
+"""Reading the input as planning resolved it: CSV dialects and encodings, JSON Lines, Parquet, gzip of each."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.processing.conftest import HEADER, Job, csv_text, in_image, make_spec
+from tests.unit.processing.conftest import HEADER, Job, csv_text, in_image, make_spec, read_as
 
 ROWS = ["a,1767225600,first,1,x", "b,1767225600,second,2,y"]
 EXPECTED = [("a", "first", 1.0, "x"), ("b", "second", 2.0, "y")]
@@ -35,44 +35,24 @@ def parquet_bytes(job: Job, rows: list[dict[str, Any]]) -> bytes:
 
 
 @pytest.mark.parametrize("delimiter", [";", "\t", "|"])
-def test_the_delimiter_is_detected_from_the_header(job: Job, delimiter: str) -> None:
+def test_rows_are_split_on_the_delimiter_planning_resolved(job: Job, delimiter: str) -> None:
     # Given a file separated by something other than commas, with a comma inside a value
     text = csv_text(*ROWS).replace(",", delimiter).replace("first", "first, really")
 
-    # When the job runs without input.delimiter
-    outcome = job.run(text, make_spec(), name="input.tsv" if delimiter == "\t" else "input.csv")
+    # When the job runs told that delimiter
+    outcome = job.run(text, make_spec(), read=read_as(delimiter=delimiter))
 
     # Then the columns are found and the comma stays inside its value
     assert outcome.code == 0, outcome.message
     assert summary(outcome.records)[0] == ("a", "first, really", 1.0, "x")
 
 
-def test_an_ambiguous_header_is_fatal_and_says_to_set_the_delimiter(job: Job) -> None:
-    # Given a header with both ";" and "," where neither split finds every column
-    text = "id;ts,text;num,cat\na;1,t;1,x\n"
-
-    # When the job runs / Then it stops with one line asking for input.delimiter
-    outcome = job.run(text, make_spec())
-    assert outcome.code == 2
-    assert outcome.message == "cannot tell the CSV delimiter from the header (found ',' ';'): set input.delimiter"
-
-
-def test_a_header_with_two_candidates_takes_the_one_that_finds_the_columns(job: Job) -> None:
-    # Given a ";" file whose header holds a "," inside a column that is not required
-    text = "id;ts;text;num;cat;note, misc\n" + "a;1767225600;t;1;x;n\n"
-
-    # When the job runs / Then ";" is the only split giving every required column
-    outcome = job.run(text, make_spec())
-    assert outcome.code == 0, outcome.message
-    assert outcome.records[0]["features"] == {"num": 1.0, "cat": "x"}
-
-
-def test_the_spec_delimiter_wins_over_detection(job: Job) -> None:
-    # Given a ";" file and input.delimiter set to "|"
+def test_the_header_is_split_on_the_given_delimiter_only(job: Job) -> None:
+    # Given a ";" file
     text = csv_text(*ROWS).replace(",", ";")
 
-    # When the job runs / Then the header is split on "|" only, so no required column is found
-    outcome = job.run(text, make_spec(input={"delimiter": "|"}))
+    # When the job runs told "|" / Then the header is one column, so no required column is found
+    outcome = job.run(text, make_spec(), read=read_as(delimiter="|"))
     assert (outcome.code, outcome.message) == (2, "missing required columns: cat, id, num, text, ts")
 
 
@@ -89,18 +69,22 @@ def test_utf8_bom_and_crlf_are_handled(job: Job) -> None:
     assert outcome.records[0]["display"] == {"text": "café"}
 
 
-@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
-def test_a_configured_encoding_is_honoured(job: Job, encoding: str) -> None:
-    # Given a file in a single-byte encoding (with a character cp1252 has at 0x80)
-    text = "é€" if encoding == "cp1252" else "é"
-    data = csv_text(f"a,1767225600,caf{text},1,x").encode(encoding)
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "utf-16"])
+def test_a_configured_encoding_is_honoured(job: Job, kind: str, encoding: str) -> None:
+    # Given a file in a single-byte encoding (with a character cp1252 has at 0x80), or in UTF-16 with its BOM
+    text = "caf" + ("é€" if encoding == "cp1252" else "é")
+    row = {"id": "a", "ts": 1767225600, "text": text, "num": 1, "cat": "x"}
+    rows = csv_text(f"a,1767225600,{text},1,x") if kind == "csv" else json.dumps(row, ensure_ascii=False) + "\n"
 
-    # When the job runs with input.encoding
-    outcome = job.run(data, make_spec(input={"encoding": encoding}))
+    # When the job runs told that encoding
+    outcome = job.run(
+        rows.encode(encoding), make_spec(), name=f"input.{kind}", read=read_as(f"input.{kind}", encoding=encoding)
+    )
 
     # Then the text is decoded with it
     assert outcome.code == 0, outcome.message
-    assert outcome.records[0]["display"]["text"] == f"caf{text}"
+    assert outcome.records[0]["display"]["text"] == text
 
 
 def test_bytes_that_are_not_utf8_are_fatal_naming_the_offset(job: Job) -> None:
@@ -109,7 +93,7 @@ def test_bytes_that_are_not_utf8_are_fatal_naming_the_offset(job: Job) -> None:
     head = (HEADER + "\n,1767225600,t,1,x\n" + good).encode()
     data = head + b"z,1767225600,\xe9t\xe9,1,x\n"
 
-    # When the job runs without input.encoding
+    # When the job runs with the default encoding (utf-8, with or without a byte order mark)
     outcome = job.run(data, make_spec())
 
     # Then it is fatal, names the byte and says to set input.encoding; no partial output is left
@@ -224,30 +208,77 @@ def test_parquet_with_typed_columns(job: Job) -> None:
     assert [(r["record_id"], r["features"]["num"]) for r in outcome.records] == [("1", 1.0), ("2", 1.0)]
 
 
-# --- gzip and content detection ---------------------------------------------------------------------------
+# --- format and gzip, as told -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
-@pytest.mark.parametrize("name", ["input.{kind}.gz", "landed-object-key", "input.{kind}"])
-def test_formats_are_recognised_by_extension_or_content_gzipped_or_not(job: Job, kind: str, name: str) -> None:
-    # Given the same two rows as CSV, JSON Lines or Parquet, under a name with or without an extension
+def two_rows(job: Job, kind: str) -> bytes:
+    """The same two rows as CSV, JSON Lines or Parquet."""
     records = [
         {"id": "a", "ts": "2026-01-01T00:00:00Z", "text": "first", "num": 1.0, "cat": "x"},
         {"id": "b", "ts": "2026-01-01T00:00:00Z", "text": "second", "num": 2.0, "cat": "y"},
     ]
     if kind == "csv":
-        data = csv_text(*ROWS).encode()
-    elif kind == "jsonl":
-        data = "".join(json.dumps(r) + "\n" for r in records).encode()
-    else:
-        data = parquet_bytes(job, records)
-    # gzipped when the name says so, and also the extension-less key (recognised by its magic bytes)
-    gzipped = name.endswith(".gz") or (name == "landed-object-key" and kind != "csv")
+        return csv_text(*ROWS).encode()
+    if kind == "jsonl":
+        return "".join(json.dumps(r) + "\n" for r in records).encode()
+    return parquet_bytes(job, records)
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
+@pytest.mark.parametrize("gzipped", [False, True])
+@pytest.mark.parametrize("name", ["landed-object-key", "misleading.csv"])
+def test_each_format_is_read_as_told_gzipped_or_not_whatever_the_file_name(
+    job: Job, kind: str, gzipped: bool, name: str
+) -> None:
+    # Given the same two rows as CSV, JSON Lines or Parquet, gzipped or not, under a name that says nothing or lies
+    data = two_rows(job, kind)
     body = gzip.compress(data) if gzipped else data
 
-    # When the job runs
-    outcome = job.run(body, make_spec(), name=name.format(kind=kind))
+    # When the job runs told the format and compression
+    outcome = job.run(body, make_spec(), name=name, read=read_as(format=kind, gzip=gzipped))
 
     # Then the rows are read the same way
     assert outcome.code == 0, outcome.message
     assert summary(outcome.records) == EXPECTED
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda body: body[: len(body) // 2], "Truncated compressed stream"),
+        (lambda body: body[10:], "zlib inflate failed: incorrect header check"),
+    ],
+)
+def test_a_corrupt_gzip_stream_is_fatal(job: Job, kind: str, damage: Any, reason: str) -> None:
+    # Given a gzip stream cut short, or one whose header is gone
+    body = damage(gzip.compress(two_rows(job, kind) * (1 if kind == "parquet" else 50)))
+
+    # When the job runs told it is gzip
+    outcome = job.run(body, make_spec(), name="input.gz", read=read_as(format=kind, gzip=True))
+
+    # Then it stops with one line naming the file, and leaves no partial output
+    assert (outcome.code, outcome.message) == (2, f"input file input.gz is not readable as gzip: {reason}")
+    assert not (outcome.out / "rejected.jsonl").exists()
+
+
+# --- the reading arguments --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("read", "error"),
+    [
+        (["--format", "csv"], "--delimiter is required with --format csv, and only with it"),
+        (["--format", "jsonl", "--delimiter", ","], "--delimiter is required with --format csv, and only with it"),
+        (["--format", "csv", "--delimiter", ";;"], "a delimiter is one character, not ';;'"),
+        (["--format", "csv", "--delimiter", ",", "--encoding", "klingon"], "unknown text encoding 'klingon'"),
+        (["--format", "xlsx"], "invalid choice: 'xlsx'"),
+        ([], "the following arguments are required: --format"),
+    ],
+)
+def test_reading_arguments_that_do_not_say_how_to_read_are_refused(job: Job, read: list[str], error: str) -> None:
+    # Given arguments planning would never pass / When the job starts / Then argparse refuses them before any work
+    outcome = job.run(csv_text(*ROWS), make_spec(), read=read)
+    assert outcome.code == 2
+    assert error in outcome.stderr
+    assert not outcome.out.exists()
