@@ -3,8 +3,9 @@
 1. Scan: every batch of every input file is checked row by row (vectorised); a rejected row goes to
    rejected.jsonl at once, the others are parsed (numbers, event times, text) into a scratch Arrow file on
    local disk, so memory holds one batch whatever the input's size.
-2. Duplicates: a record id seen in an earlier accepted row rejects the later rows (the first one is kept). The
-   record ids are the one thing held for the whole input (as Arrow strings, a few bytes each).
+2. Duplicates: a record id seen in an earlier accepted row rejects the later rows (the first one is kept). A
+   64-bit hash of each record id is the one thing held for the whole input; a median's values wait in a spill
+   file beside the scratch file.
 3. Fit or apply: without a state, the accepted rows' statistics fit one; with a state, the state is used as
    it is. Either way the same statistics give the drift against the state.
 4. Write: the scratch rows are transformed with the state, scored with the model and written as JSON Lines.
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -23,10 +25,11 @@ import numpy as np
 import pyarrow as pa
 from scoring import Scorer
 
-from labelflow_processing import values, writers
+from labelflow_processing import record_ids, values, writers
 from labelflow_processing.background import ordered_map
 from labelflow_processing.config import FatalInputError, FeatureSpec, Spec
 from labelflow_processing.readers import InputFile, RawBatch, Rejection, read_batches
+from labelflow_processing.selection import Observed
 from labelflow_processing.state import drift, fit_state, parse_state
 from labelflow_processing.transforms import FeatureStats, apply_numeric, encode, encoded_outputs
 
@@ -80,6 +83,7 @@ class Checked:
 
     read: int
     accepted: dict[str, Any]
+    id_hashes: np.ndarray
     stats: dict[str, FeatureStats]
     rejected: list[Rejection]
 
@@ -134,7 +138,8 @@ class Scanner:
             for i, reason in enumerate(reasons)
             if reason is not None
         ]
-        return Checked(n + len(batch.rejected), accepted, stats, batch.rejected + rejected)
+        hashes = record_ids.hashes(accepted[RECORD_ID])
+        return Checked(n + len(batch.rejected), accepted, hashes, stats, batch.rejected + rejected)
 
     def _feature(self, feature: FeatureSpec, column: pa.Array, reject: Any) -> np.ndarray | pa.Array:
         if feature.numeric:
@@ -203,18 +208,25 @@ def run_files(
     with (
         tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=".labelflow-scratch-") as scratch_dir,
         (output_dir / "rejected.jsonl").open("w", encoding="utf-8") as rejected_out,
+        ExitStack() as spills,
     ):
+
+        def spill() -> IO[bytes]:
+            return spills.enter_context(tempfile.TemporaryFile(dir=scratch_dir))
+
         scratch = Scratch(Path(scratch_dir) / "rows.arrow", scanner.layout.schema())
-        scan = _scan(files, spec, scanner, scratch, rejected_out)
+        scan = _scan(files, spec, scanner, scratch, rejected_out, spill)
         scratch.close()
         if scan.records_in == 0:
             raise FatalInputError("input has no data rows")
-        duplicates = _duplicates(scan.ids, scratch, rejected_out)
-        scan.ids.clear()
-        stats = scan.stats if not len(duplicates) else _observe(spec, scratch, duplicates, fitting=state is None)
+        duplicates = _duplicates(scan.id_hashes, scratch, rejected_out)
+        scan.id_hashes.close()
+        stats = scan.stats
+        if len(duplicates):
+            _clear_observed(stats)
+            stats = _observe(spec, scratch, duplicates, state is None, spill)
         state_bytes = fit_state(spec, stats) if state is None else state
-        for feature_stats in stats.values():
-            feature_stats.observed.clear()  # a median's values: not needed once fitted
+        _clear_observed(stats)
         states = parse_state(state_bytes, spec)
         model = load_model()
         with (output_dir / "records.jsonl").open("wb") as records_out:
@@ -239,19 +251,36 @@ def _write_rejections(handle: IO[str], rejected: list[Rejection]) -> None:
     )
 
 
+def _run_stats(spec: Spec, fitting: bool, spill: Callable[[], IO[bytes]]) -> dict[str, FeatureStats]:
+    """Empty statistics for a whole input, a median's values spilled to a file that `spill` opens."""
+    stats = {}
+    for feature in spec.features:
+        spilled = fitting and feature.numeric and feature.impute == "median"
+        observed = Observed(spill()) if spilled else Observed()
+        stats[feature.name] = FeatureStats(feature, fitting, observed=observed)
+    return stats
+
+
+def _clear_observed(stats: dict[str, FeatureStats]) -> None:
+    for feature_stats in stats.values():
+        feature_stats.observed.clear()
+
+
 @dataclass
 class Scan:
-    """What the scan found: rows read and rejected, the accepted rows' ids and feature statistics."""
+    """What the scan found: rows read and rejected, feature statistics, the accepted rows' id hashes (a file)."""
 
     stats: dict[str, FeatureStats]
+    id_hashes: IO[bytes]
     records_in: int = 0
     rejected: int = 0
     accepted: int = 0
-    ids: list[pa.Array] = field(default_factory=list)
 
 
-def _scan(files: list[InputFile], spec: Spec, scanner: Scanner, scratch: Scratch, out: IO[str]) -> Scan:
-    scan = Scan({f.name: FeatureStats(f, scanner.fitting) for f in spec.features})
+def _scan(
+    files: list[InputFile], spec: Spec, scanner: Scanner, scratch: Scratch, out: IO[str], spill: Callable[[], IO[bytes]]
+) -> Scan:
+    scan = Scan(_run_stats(spec, scanner.fitting, spill), spill())
     for file in files:
         for checked in ordered_map(scanner.check, read_batches(file, spec.required_columns)):
             scan.records_in += checked.read
@@ -263,32 +292,36 @@ def _scan(files: list[InputFile], spec: Spec, scanner: Scanner, scratch: Scratch
             checked.accepted[ROW] = np.arange(scan.accepted, scan.accepted + count, dtype=np.int64)
             scratch.append(checked.accepted)
             scan.accepted += count
-            scan.ids.append(checked.accepted[RECORD_ID])
+            scan.id_hashes.write(checked.id_hashes.data)
             for name, stats in checked.stats.items():
                 scan.stats[name].merge(stats)
     return scan
 
 
-def _duplicates(ids: list[pa.Array], scratch: Scratch, out: IO[str]) -> np.ndarray:
+def _duplicates(id_hashes: IO[bytes], scratch: Scratch, out: IO[str]) -> np.ndarray:
     """Rows whose record id an earlier accepted row has, sorted; each is written to rejected.jsonl."""
-    found: list[np.ndarray] = []
-    start, highest = 0, -1
-    # Arrow numbers distinct values in order of first appearance, so a row is a first occurrence exactly
-    # when its code is higher than every code before it.
-    for chunk in pa.chunked_array(ids, pa.string()).dictionary_encode().chunks:
-        codes = chunk.indices.to_numpy()
-        highest_before = np.maximum.accumulate(np.concatenate(([highest], codes[:-1])))
-        found.append(start + np.flatnonzero(codes <= highest_before))
-        start, highest = start + len(codes), max(highest, int(codes.max(initial=-1)))
-    duplicates = np.concatenate(found) if found else np.empty(0, dtype=np.int64)
-    if len(duplicates):
-        for batch in scratch.batches([ROW, LINE, RECORD_ID]):
-            hit = np.isin(batch.column(0).to_numpy(), duplicates)
-            if hit.any():
-                taken = batch.filter(pa.array(hit))
-                pairs = zip(taken.column(1).to_pylist(), taken.column(2).to_pylist(), strict=True)
-                _write_rejections(out, [Rejection(line, rid, "duplicate record id") for line, rid in pairs])
-    return duplicates
+    repeated = record_ids.repeated(id_hashes)
+    if not len(repeated):
+        return np.empty(0, dtype=np.int64)
+    # Only the rows whose id hash repeats can be duplicates: their ids are compared as text.
+    candidates = record_ids.rows_with(id_hashes, repeated)
+    taken = [
+        batch.filter(pa.array(np.isin(batch.column(0).to_numpy(), candidates)))
+        for batch in scratch.batches([ROW, LINE, RECORD_ID])
+    ]
+    taken = [batch for batch in taken if batch.num_rows]
+    later = record_ids.later_occurrences(pa.chunked_array([batch.column(2) for batch in taken], pa.string()))
+    is_later = np.zeros(len(candidates), dtype=bool)
+    is_later[later] = True
+    start = 0
+    for batch in taken:
+        hit = is_later[start : start + batch.num_rows]
+        start += batch.num_rows
+        if hit.any():
+            found = batch.filter(pa.array(hit))
+            pairs = zip(found.column(1).to_pylist(), found.column(2).to_pylist(), strict=True)
+            _write_rejections(out, [Rejection(line, rid, "duplicate record id") for line, rid in pairs])
+    return candidates[later]
 
 
 def _kept(batch: pa.RecordBatch, duplicates: np.ndarray) -> pa.RecordBatch:
@@ -298,9 +331,11 @@ def _kept(batch: pa.RecordBatch, duplicates: np.ndarray) -> pa.RecordBatch:
     return batch.filter(pa.array(~np.isin(rows, duplicates)))
 
 
-def _observe(spec: Spec, scratch: Scratch, duplicates: np.ndarray, fitting: bool) -> dict[str, FeatureStats]:
+def _observe(
+    spec: Spec, scratch: Scratch, duplicates: np.ndarray, fitting: bool, spill: Callable[[], IO[bytes]]
+) -> dict[str, FeatureStats]:
     """The feature statistics of the scratch rows that are not duplicates."""
-    stats = {feature.name: FeatureStats(feature, fitting) for feature in spec.features}
+    stats = _run_stats(spec, fitting, spill)
     for batch in scratch.batches():
         batch = _kept(batch, duplicates)
         for feature in spec.features:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from labelflow_processing.config import FatalInputError, FeatureSpec
+from labelflow_processing.selection import Observed
 
 # Categorical counts kept in the state for a feature without a category list: the most frequent values.
 TOP_COUNTS = 100
@@ -130,7 +131,7 @@ class FeatureStats:
     missing: int = 0
     moments: Moments = field(default_factory=Moments)
     counts: ValueCounts = field(default_factory=ValueCounts)
-    observed: list[np.ndarray] = field(default_factory=list)
+    observed: Observed = field(default_factory=Observed)
 
     @classmethod
     def of(cls, spec: FeatureSpec, fitting: bool, column: np.ndarray | pa.Array) -> FeatureStats:
@@ -140,7 +141,7 @@ class FeatureStats:
         present = column[~np.isnan(column)]
         stats = cls(spec, fitting, len(column) - len(present), Moments.of(present))
         if fitting and spec.impute == "median":
-            stats.observed.append(present)
+            stats.observed = Observed.of(present)
         elif fitting and spec.impute == "most_frequent":
             stats.counts = ValueCounts(pa.array(present))
         return stats
@@ -149,18 +150,7 @@ class FeatureStats:
         self.missing += other.missing
         self.moments = self.moments.merge(other.moments)
         self.counts.merge(other.counts)
-        self.observed += other.observed
-
-    def median(self) -> float | None:
-        values = np.concatenate(self.observed) if self.observed else np.empty(0)
-        if not len(values):
-            return None
-        middle = len(values) // 2
-        values.partition([middle - 1, middle] if len(values) > 1 else [middle])
-        if len(values) % 2:
-            return float(values[middle])
-        # Halves first: the sum of two huge values would overflow.
-        return float(values[middle - 1] * 0.5 + values[middle] * 0.5)
+        self.observed.merge(other.observed)
 
 
 def fit(spec: FeatureSpec, stats: FeatureStats) -> dict[str, Any]:
@@ -185,7 +175,7 @@ def _fit_numeric(spec: FeatureSpec, stats: FeatureStats) -> dict[str, Any]:
     elif spec.impute == "mean" and stats.moments.count:
         impute = stats.moments.mean
     elif spec.impute == "median":
-        impute = stats.median()
+        impute = stats.observed.median()
     elif spec.impute == "most_frequent":
         impute = stats.counts.most_frequent()
     if stats.missing and impute is None:

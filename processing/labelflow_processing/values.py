@@ -48,7 +48,7 @@ def stripped(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     text = as_text(column)
     if _needs_trim(text):
         text = pc.utf8_trim_whitespace(text)
-    offsets, data = _buffers(text)
+    offsets, data = text_buffers(text)
     missing = offsets[1:] == offsets[:-1]
     if text.null_count:
         missing |= _mask(text.is_null())
@@ -63,7 +63,7 @@ def stripped(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return nulled, missing
 
 
-def _buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def text_buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """A string array's value offsets and UTF-8 bytes."""
     _, offsets_buffer, data_buffer = text.buffers()
     offsets = np.frombuffer(offsets_buffer, np.int32, count=len(text) + 1, offset=text.offset * 4)
@@ -73,7 +73,7 @@ def _buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 def _needs_trim(text: pa.Array) -> bool:
     """Whether a value may start or end with whitespace (or a non-ASCII byte, which may be Unicode whitespace)."""
-    offsets, data = _buffers(text)
+    offsets, data = text_buffers(text)
     if not len(data):
         return False
     # An empty value's "edges" belong to its neighbours: at worst a needless trim.
