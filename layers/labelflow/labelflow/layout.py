@@ -6,13 +6,16 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from labelflow.models.spec import DATASET_NAME_MAX, DATASET_NAME_PATTERN
-
 RAW_PREFIX = "raw/"
 CONFIG_DATASETS_PREFIX = "config/datasets/"
 CODE_PREFIX = "artifacts/code/"
 PROCESSING_CODE_POINTER = "artifacts/code/processing.json"
 QUARANTINE_PREFIX = "quarantine/"
+# One rule for dataset names, wherever a name is built from one: S3 keys, execution names, SageMaker job
+# names (letters, digits, hyphens; labeling job names are case-insensitive) and feature group names.
+# Here rather than in models/spec.py so the trigger can check keys without importing pydantic models.
+DATASET_NAME_PATTERN = r"^[a-z](-?[a-z0-9])*$"
+DATASET_NAME_MAX = 63
 _DATASET = re.compile(DATASET_NAME_PATTERN)
 _JOB_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9-]+")
 FEATURE_GROUP_NAME_MAX = 64

@@ -47,7 +47,7 @@ FEATURE_GROUP_NAME = re.compile(r"^[a-zA-Z0-9]([_-]*[a-zA-Z0-9]){0,63}$")
 )
 def test_dataset_of(key: str, dataset: str | None) -> None:
     # Given an object key
-    # When its dataset is derived / Then only raw/<dataset name>/<file> keys have one (spec.DATASET_NAME_PATTERN)
+    # When its dataset is derived / Then only raw/<dataset name>/<file> keys have one (layout.DATASET_NAME_PATTERN)
     assert dataset_of(key) == dataset
 
 

@@ -9,11 +9,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from labelflow.layout import DATASET_NAME_MAX, DATASET_NAME_PATTERN
+
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
-# One rule for dataset names, wherever a name is built from one: S3 keys, execution names, SageMaker job
-# names (letters, digits, hyphens; labeling job names are case-insensitive) and feature group names.
-DATASET_NAME_PATTERN = r"^[a-z](-?[a-z0-9])*$"
-DATASET_NAME_MAX = 63
 DatasetName = Annotated[
     str,
     Field(
