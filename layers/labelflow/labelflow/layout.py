@@ -36,18 +36,23 @@ def run_id_for(bucket: str, key: str, version: str) -> str:
     return hashlib.sha256(f"{bucket}\0{key}\0{version}".encode()).hexdigest()[:20]
 
 
+def _shortened(text: str, room: int) -> str:
+    """`text` in at most `room` chars: as it is when it fits, else cut and ended by a hash of the whole, so
+    distinct texts stay distinct."""
+    if len(text) <= room:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    if room < len(digest) + 2:
+        raise ValueError(f"cannot shorten {text!r} to {room} characters")
+    return f"{text[: room - len(digest) - 1].rstrip('-_')}-{digest}"
+
+
 def bounded_name(head: str, tail: str, limit: int) -> str:
     """`<head>-<tail>` in at most `limit` chars. The tail (what makes the name unique) is never cut; a head too
-    long for the limit is shortened and ends in a hash of itself, so distinct heads stay distinct."""
-    name = f"{head}-{tail}" if tail else head
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha256(head.encode()).hexdigest()[:8]
-    room = limit - len(digest) - 1 - (len(tail) + 1 if tail else 0)
-    if room < 1:
-        raise ValueError(f"cannot fit a name for {head!r} and {tail!r} in {limit} characters")
-    short = f"{head[:room].rstrip('-_')}-{digest}"
-    return f"{short}-{tail}" if tail else short
+    long for the limit is shortened and ends in a hash of itself."""
+    if not tail:
+        return _shortened(head, limit)
+    return f"{_shortened(head, limit - len(tail) - 1)}-{tail}"
 
 
 def execution_name(dataset: str, run_id: str) -> str:
@@ -67,14 +72,10 @@ def feature_group_name(prefix: str, dataset: str) -> str:
     The prefix is the stack name, so stacks can share an account, and IAM scopes grants to `<prefix>-*`: it is
     kept whole, and a dataset name too long to fit is shortened and ends in a hash of itself.
     """
-    name = f"{prefix}-{dataset}"
-    if len(name) <= FEATURE_GROUP_NAME_MAX:
-        return name
-    digest = hashlib.sha256(dataset.encode()).hexdigest()[:8]
-    room = FEATURE_GROUP_NAME_MAX - len(prefix) - len(digest) - 2
-    if room < 1:
+    room = FEATURE_GROUP_NAME_MAX - len(prefix) - 1
+    if room < 10:
         raise ValueError(f"stack name {prefix!r} is too long to prefix feature group names (at most 53 characters)")
-    return f"{prefix}-{dataset[:room].rstrip('-')}-{digest}"
+    return f"{prefix}-{_shortened(dataset, room)}"
 
 
 def dataset_spec_keys(dataset: str) -> list[str]:
