@@ -215,6 +215,18 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from labelflow_local.doctor import default_clients, diagnose, report
+
+    checks = diagnose(args.stack, default_clients(args.region))
+    print(report(checks))
+    problems = sum(not check.ok for check in checks)
+    if problems:
+        print(f"labelflow: stack {args.stack}: {_plural(problems, 'problem')} found", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _feature_group(args: argparse.Namespace, online: Path) -> str:
     """--group, else the group of --dataset, else the local store's only group."""
     from labelflow.layout import feature_group_name
@@ -367,6 +379,17 @@ def _aws_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     publish.add_argument("--bucket", required=True)
     publish.set_defaults(handler=_publish)
+
+    doctor = commands.add_parser(
+        "doctor",
+        parents=[common],
+        help="check a deployed stack before its first upload",
+        description="One line per check (stack, work team, published code, image, feature groups, bucket versioning "
+        "and notifications): ok, or the problem and what to do. Exit 0: all ok; 1: problems found.",
+    )
+    doctor.add_argument("--stack", default="labelflow", help="the deployed stack's name")
+    doctor.add_argument("--region", help="the stack's Region (default: the configured one)")
+    doctor.set_defaults(handler=_doctor)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from labelflow.layout import feature_group_name
 from labelflow.models.run import FeatureGroupLineage
 from labelflow.models.spec import DatasetSpec
 from labelflow_local import engine
+from labelflow_local.contracts import CallLog
 from labelflow_local.featurestore import LocalFeatureStore
 from labelflow_local.functions import FunctionRegistry
 from labelflow_local.processing import LocalProcessing, download_prefix
@@ -74,11 +75,15 @@ class _LocalJobs:
 class LocalCloud:
     """Everything a run touches, in this process. Use `with local_cloud(...) as cloud:`."""
 
-    def __init__(self, workers: WorkerAnswers, store_root: Path, bucket: str = BUCKET) -> None:
+    def __init__(
+        self, workers: WorkerAnswers, store_root: Path, bucket: str = BUCKET, calls_dir: Path | None = None
+    ) -> None:
         self.bucket = bucket
         self.region = REGION
         self.account = ACCOUNT
-        self.feature_store = LocalFeatureStore(store_root, REGION, ACCOUNT)
+        # Every request the SageMaker and Feature Store stand-ins receive, kept as one JSON file each.
+        self.calls = CallLog(calls_dir) if calls_dir is not None else None
+        self.feature_store = LocalFeatureStore(store_root, REGION, ACCOUNT, calls=self.calls)
         # Clients copy the session's handlers when they are created: register before any client exists.
         self.feature_store.register(boto3.DEFAULT_SESSION.events)  # type: ignore[union-attr]
         self.s3: Any = boto3.client("s3", region_name=REGION)
@@ -116,6 +121,8 @@ class LocalCloud:
             "AWS::AccountId": ACCOUNT,
             "AWS::Partition": "aws",
             "AWS::StackName": STACK_NAME,
+            # Deployers must name their own work team (the parameter has no default); local reviewers stand in.
+            "WorkteamArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/{STACK_NAME}-local",
         }
         refs.update(dict.fromkeys(self._resources_of("AWS::S3::Bucket"), self.bucket))
         refs.update(dict.fromkeys(self._resources_of("AWS::Serverless::StateMachine"), self.state_machine_arn))
@@ -144,7 +151,7 @@ class LocalCloud:
             LocalProcessing(self.s3, REGION, ACCOUNT),
             LocalGroundTruth(self.s3, self.functions, self.workers, REGION, ACCOUNT),
         )
-        engine.install(self.functions, jobs)
+        engine.install(self.functions, jobs, self.calls)
         self.s3.create_bucket(Bucket=self.bucket)
         self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
         role = next(iter(self.roles.values()), f"arn:aws:iam::{ACCOUNT}:role/labelflow")
@@ -211,25 +218,35 @@ def route_function_logs(level: str) -> None:
 
 @contextmanager
 def local_cloud(
-    workers: WorkerAnswers, store_root: Path, bucket: str = BUCKET, log_level: str = "WARNING"
+    workers: WorkerAnswers,
+    store_root: Path,
+    bucket: str = BUCKET,
+    log_level: str = "WARNING",
+    calls_dir: Path | None = None,
 ) -> Iterator[LocalCloud]:
-    """Fake credentials, moto with the ASL interpreter on, template environments set; all undone on exit."""
+    """Fake credentials, moto with the ASL interpreter on, template environments set; all undone on exit.
+
+    With `calls_dir`, the stand-ins keep each request they receive there.
+    """
     saved = dict(os.environ)
     os.environ.update(_FAKE_CREDENTIALS)
     for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
         os.environ.pop(variable, None)
     mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
     mock.start()
+    cloud: LocalCloud | None = None
     try:
         boto3.setup_default_session(region_name=REGION)
         aws.reset_clients()
-        cloud = LocalCloud(workers, store_root, bucket)
+        cloud = LocalCloud(workers, store_root, bucket, calls_dir)
         os.environ.update(cloud.functions.merged_environment())
         os.environ["POWERTOOLS_LOG_LEVEL"] = log_level
         route_function_logs(log_level)
         cloud.start()
         yield cloud
     finally:
+        if cloud is not None and cloud.calls is not None:
+            cloud.calls.close()
         mock.stop()
         aws.reset_clients()
         os.environ.clear()

@@ -41,6 +41,7 @@ class RunReport:
     exported_to: Path
     seconds: float
     feature_group: str
+    calls_dir: Path | None = None
     label_accuracy: dict[str, float] = field(default_factory=dict)
     features: dict[str, dict[str, str]] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -134,7 +135,8 @@ def run_local(
     workers = reviewers or SimulatedWorkers(
         known, accuracy=worker_accuracy, seed=seed, workers_per_task=workers_per_task
     )
-    with local_cloud(workers, workdir / "feature-store", log_level=log_level) as cloud:
+    calls_dir = workdir / "calls"
+    with local_cloud(workers, workdir / "feature-store", log_level=log_level, calls_dir=calls_dir) as cloud:
         execution_arn = land(cloud, data, spec, spec_body, model)
         described = cloud.wait(execution_arn)
         history = cloud.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
@@ -153,6 +155,7 @@ def run_local(
             exported_to=exported,
             seconds=seconds,
             feature_group=group,
+            calls_dir=calls_dir,
             label_accuracy=label_accuracy(features, known),
             features=features,
             stage_seconds=stage_seconds(history),
@@ -238,6 +241,7 @@ def summary(report: RunReport) -> str:
     lines += [
         f"  run.json        {report.run_json}",
         f"                  (copied to {report.exported_to / 'run.json'})",
+        *([f"  calls           {report.calls_dir}"] if report.calls_dir else []),
         f"  took            {report.seconds:.2f}s",
         "",
         "local mode does not emulate:",
@@ -260,6 +264,7 @@ def report_json(report: RunReport) -> str:
             "artifacts": manifest.artifacts.model_dump(mode="json", exclude_none=True),
             "run_json": report.run_json,
             "run_json_copy": str(report.exported_to / "run.json"),
+            "calls_dir": str(report.calls_dir) if report.calls_dir else None,
             "seconds": round(report.seconds, 3),
             "execution_status": report.execution_status,
             "label_accuracy": report.label_accuracy,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
     FailureEventException,
@@ -33,6 +35,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
+from labelflow_local import contracts
 from labelflow_local.functions import FunctionError, FunctionRegistry
 
 _FAILED_STATUSES: Final = frozenset({"Failed", "Stopped"})
@@ -46,6 +49,14 @@ class SageMakerJobs(Protocol):
     def run_labeling_job(self, request: dict[str, Any]) -> dict[str, Any]: ...
 
 
+# SageMaker's model has no ValidationException shape, so the integration reports it as the SDK's generic service
+# error: `SageMaker.AmazonSageMakerException` (Step Functions developer guide, "Create and manage Amazon SageMaker AI
+# jobs with Step Functions": its examples retry that name). The cause is the SDK for Java's exception text.
+_SAGEMAKER_ERROR: Final = "SageMaker.AmazonSageMakerException"
+_OPERATIONS: Final = {
+    "createprocessingjob": ("CreateProcessingJob", "DescribeProcessingJob", "ProcessingJobName"),
+    "createlabelingjob": ("CreateLabelingJob", "DescribeLabelingJob", "LabelingJobName"),
+}
 _SUPPORTED: Final[dict[str, tuple[set[str], str]]] = {
     # api action → (request fields we accept, Create* output field naming the job ARN)
     "createprocessingjob": (
@@ -70,6 +81,13 @@ class _Runtime:
 
     functions: FunctionRegistry | None = None
     jobs: SageMakerJobs | None = None
+    calls: contracts.CallLog | None = None
+
+    def received(self, operation: str, request: dict[str, Any]) -> list[contracts.Violation]:
+        """Keep a SageMaker request the stand-ins received; what in it breaks the API's contract."""
+        if self.calls is not None:
+            self.calls.record("sagemaker", operation, request)
+        return contracts.violations(contracts.operation_model("sagemaker", operation), request)
 
 
 _runtime = _Runtime()
@@ -112,6 +130,9 @@ class LocalSageMakerTask(StateTaskServiceCallback):
         if _runtime.jobs is None:
             raise RuntimeError("labelflow local runtime is not installed")
         action = self.resource.api_action.lower()
+        create, _, _ = _OPERATIONS[action]
+        if found := _runtime.received(create, normalised_parameters):
+            raise self._rejected(env, found, normalised_parameters)
         if action == "createprocessingjob":
             describe = _runtime.jobs.run_processing_job(normalised_parameters)
         else:
@@ -128,8 +149,12 @@ class LocalSageMakerTask(StateTaskServiceCallback):
         state_credentials: Any,
     ) -> Callable[[], Any]:
         describe = self._describe or {}
+        _, describe_operation, name_member = _OPERATIONS[self.resource.api_action.lower()]
 
         def resolve() -> dict[str, Any]:
+            # Step Functions polls Describe*: keep that request too.
+            if found := _runtime.received(describe_operation, {name_member: describe[name_member]}):
+                raise self._rejected(env, found, normalised_parameters)
             status = describe.get("ProcessingJobStatus") or describe.get("LabelingJobStatus")
             if status in _FAILED_STATUSES:
                 raise FailureEventException(
@@ -151,6 +176,41 @@ class LocalSageMakerTask(StateTaskServiceCallback):
 
         return resolve
 
+    def _rejected(
+        self, env: Environment, found: list[contracts.Violation], parameters: dict[str, Any]
+    ) -> FailureEventException:
+        """The task failure AWS gives for a request that breaks the API's contract.
+
+        An unknown member or a wrong type never reaches SageMaker: Step Functions cannot build the request and ends
+        the execution with States.Runtime (which no Catch catches), as in
+        aws/aws-step-functions-data-science-sdk-python#15 ('The field "S3Operations" is not supported by Step
+        Functions'). The rest is SageMaker's ValidationException.
+        """
+        structural = [violation for violation in found if violation.structural]
+        if structural:
+            problems = ", ".join(map(str, structural))
+            error = StatesErrorNameType.StatesRuntime.to_name()
+            cause = f"The Parameters '{json.dumps(parameters)}' could not be used to start the Task: [{problems}]"
+            error_name: ErrorName = StatesErrorName(typ=StatesErrorNameType.StatesRuntime)
+        else:
+            error = _SAGEMAKER_ERROR
+            cause = (
+                f"{contracts.validation_message(found)} (Service: AmazonSageMaker; Status Code: 400; "
+                f"Error Code: ValidationException; Request ID: {secrets.token_hex(16)}; Proxy: null)"
+            )
+            error_name = ErrorName(error_name=error)
+        details = TaskFailedEventDetails(
+            error=error, cause=cause, resource=self._get_sfn_resource(), resourceType=self._get_sfn_resource_type()
+        )
+        return FailureEventException(
+            FailureEvent(
+                env=env,
+                error_name=error_name,
+                event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(taskFailedEventDetails=details),  # type: ignore[typeddict-item]
+            )
+        )
+
 
 _original_service_for = state_task_factory.state_task_service_for  # type: ignore[attr-defined]
 
@@ -162,10 +222,14 @@ def _state_task_service_for(service_name: str) -> StateTaskService:
     return service
 
 
-def install(functions: FunctionRegistry, jobs: SageMakerJobs) -> None:
-    """Route Lambda and SageMaker tasks of every execution in this process to the local runtime."""
+def install(functions: FunctionRegistry, jobs: SageMakerJobs, calls: contracts.CallLog | None = None) -> None:
+    """Route Lambda and SageMaker tasks of every execution in this process to the local runtime.
+
+    SageMaker requests are checked against botocore's model before a job runs, and kept in `calls` if given.
+    """
     _runtime.functions = functions
     _runtime.jobs = jobs
+    _runtime.calls = calls
     lambda_eval_utils._invoke_lambda_function = _invoke_lambda_function
     state_task_factory.state_task_service_for = _state_task_service_for  # type: ignore[attr-defined]
     # moto logs whole objects at WARNING for unsupported paths we replace; keep the console readable.

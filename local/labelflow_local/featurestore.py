@@ -5,7 +5,8 @@ KeyError for a group that does not exist (no ResourceNotFound), never reports a 
 OnlineStoreConfig and Description. Every request is first checked against botocore's service model.
 Online store: the latest record per id (by event time), as Feature Store keeps it. Offline store: every accepted
 write as Parquet under Feature Store's offline layout, partitioned by event time hour.
-Calls are intercepted at botocore's `before-call` event, so the real handlers' clients are unchanged.
+Calls are intercepted at botocore's `before-call` event, so the real handlers' clients are unchanged; each request
+is kept in the run's call log when one is given.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from botocore.awsrequest import AWSResponse, HTTPHeaders
-from botocore.model import ListShape, OperationModel, Shape, StringShape, StructureShape
+from botocore.model import OperationModel
+
+from labelflow_local import contracts
 
 SERVICE = "sagemaker-featurestore-runtime"
 CONTROL_PLANE = "sagemaker"
@@ -63,43 +66,10 @@ class ResourceInUse(ServiceError):
     code = "ResourceInUse"
 
 
-def _constraint_problems(shape: Shape, value: Any, path: str) -> list[str]:
-    """What botocore's own validation skips (pattern, enum, max): the service checks them."""
-    problems: list[str] = []
-    if isinstance(shape, StructureShape) and isinstance(value, dict):
-        for name, item in value.items():
-            if name in shape.members:
-                problems += _constraint_problems(shape.members[name], item, f"{path}.{name}")
-    elif isinstance(shape, ListShape) and isinstance(value, list):
-        for index, item in enumerate(value):
-            problems += _constraint_problems(shape.member, item, f"{path}[{index}]")
-    maximum = shape.metadata.get("max")
-    if isinstance(value, str | list) and maximum is not None and len(value) > maximum:
-        problems.append(f"{path}: length {len(value)} is over {maximum}")
-    if isinstance(shape, StringShape) and isinstance(value, str):
-        if shape.enum and value not in shape.enum:
-            problems.append(f"{path}: {value!r} is not one of {', '.join(shape.enum)}")
-        pattern = shape.metadata.get("pattern")
-        if pattern and not _matches(pattern, value):
-            problems.append(f"{path}: {value!r} does not match {pattern}")
-    return problems
-
-
-def _matches(pattern: str, value: str) -> bool:
-    try:
-        # The models' patterns are unanchored Java regexes; the services match whole values.
-        return re.fullmatch(pattern, value) is not None
-    except re.error:
-        return True  # a Java-only construct: botocore's own checks are all we have
-
-
 def check_request(operation: OperationModel, params: dict[str, Any], error: type[ServiceError]) -> None:
-    """Refuse a request the real service would refuse for breaking its model's constraints."""
-    if operation.input_shape is None:
-        return
-    problems = _constraint_problems(operation.input_shape, params, operation.name)
-    if problems:
-        raise error(f"{len(problems)} validation error(s): {'; '.join(problems)}")
+    """Refuse a request the real service would refuse for breaking its model's contract."""
+    if found := contracts.violations(operation, params):
+        raise error(contracts.validation_message(found))
 
 
 # Feature Store's EventTime formats: yyyy-MM-dd'T'HH:mm:ssZ and yyyy-MM-dd'T'HH:mm:ss.SSSZ (a String
@@ -122,8 +92,16 @@ class LocalFeatureStore:
     """Feature groups and their records. `describes_while_creating`: how many DescribeFeatureGroup calls a new
     group answers Creating before it is Created (0: usable at once; AWS takes about a minute)."""
 
-    def __init__(self, root: Path, region: str, account: str, describes_while_creating: int = 0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        region: str,
+        account: str,
+        describes_while_creating: int = 0,
+        calls: contracts.CallLog | None = None,
+    ) -> None:
         self.root = root
+        self.calls = calls
         self._region = region
         self._account = account
         self.describes_while_creating = describes_while_creating
@@ -322,8 +300,14 @@ class LocalFeatureStore:
     def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["labelflow_params"] = dict(params)
 
+    def _received(self, model: OperationModel, context: dict[str, Any]) -> dict[str, Any]:
+        params: dict[str, Any] = context.get("labelflow_params", {})
+        if self.calls is not None:
+            self.calls.record(model.service_model.service_name, model.name, params)
+        return params
+
     def _answer(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        params = context.get("labelflow_params", {})
+        params = self._received(model, context)
         try:
             check_request(model, params, ValidationError)
             if model.name == "PutRecord":
@@ -337,7 +321,7 @@ class LocalFeatureStore:
         return _error(ValidationError(f"{model.name} is not emulated locally"))
 
     def _answer_control(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        params = context.get("labelflow_params", {})
+        params = self._received(model, context)
         try:
             check_request(model, params, ValidationException)
             if model.name == "CreateFeatureGroup":

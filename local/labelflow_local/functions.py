@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from labelflow_local.iam import acting_as
 from labelflow_local.template import FunctionDef
 
 Handler = Callable[[Any, Any], Any]
@@ -110,6 +111,8 @@ class FunctionRegistry:
             function_name=self.function_name(definition.name), invoked_function_arn=self.arn(definition.name)
         )
         try:
-            return handler(event, context)
+            # iam hook: the AWS calls the handler makes are this function's (labelflow_local.iam records them).
+            with acting_as(definition.logical_id):
+                return handler(event, context)
         except Exception as exc:
             raise FunctionError(error_payload(exc)) from exc

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from labelflow.layout import labeling_output_manifest_uri
 from labelflow.review.manifests import answer_content, consolidation_item, output_line
 from labelflow.s3 import S3Location, get_json, iter_jsonl, put_bytes, put_json
 from labelflow_local.functions import FunctionError, FunctionRegistry
@@ -197,7 +198,7 @@ class LocalGroundTruth:
             json.dumps(output_line(line, by_object.get(str(index)), name, attribute))
             for index, line in enumerate(lines)
         ]
-        output_key = f"{output.key}manifests/output/output.manifest"
+        output_key = S3Location.parse(labeling_output_manifest_uri(request["OutputConfig"]["S3OutputPath"], name)).key
         put_bytes(self._s3, output.bucket, output_key, ("\n".join(output_lines) + "\n").encode(), "application/jsonl")
         labeled = len(by_object)
         describe.update(

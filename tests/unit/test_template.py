@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
+from botocore.model import StringShape
 
 from labelflow.errors import FeatureGroupNotReady
 from labelflow_local.template import load_template
@@ -432,3 +434,36 @@ def test_samconfig_deploys_the_labelflow_stack() -> None:
     assert deploy["capabilities"] == "CAPABILITY_IAM"
     assert deploy["confirm_changeset"] is True
     assert deploy["resolve_s3"] is True
+
+
+def test_the_work_team_has_no_placeholder_default(template: dict[str, Any]) -> None:
+    # Given the WorkteamArn parameter
+    parameter = template["Parameters"]["WorkteamArn"]
+    # Then a deployer must name a work team (CloudFormation stops a deploy without it), in ARN form
+    assert "Default" not in parameter
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert pattern.match("arn:aws:sagemaker:eu-west-1:123456789012:workteam/private-crowd/reviewers")
+    assert not pattern.match("private-crowd/reviewers")
+
+
+def test_processing_instance_types_are_the_ones_sagemaker_accepts(template: dict[str, Any]) -> None:
+    # Given the parameter and the ProcessingInstanceType enum of botocore's SageMaker model
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    instance_types = model.shape_for("ProcessingInstanceType")
+    assert isinstance(instance_types, StringShape)
+    parameter = template["Parameters"]["ProcessingInstanceType"]
+    # Then the allowed values are exactly that list: ml.m7i-flex.large is valid, ml.t2.medium is not
+    assert parameter["AllowedValues"] == instance_types.enum
+    assert "ml.m7i-flex.large" in parameter["AllowedValues"]
+    assert "ml.t2.medium" not in parameter["AllowedValues"]
+    assert parameter["Default"] in parameter["AllowedValues"]
+
+
+def test_sync_rule_grant_covers_only_step_functions_rules_for_sagemaker(resources: dict[str, Any]) -> None:
+    # Given the state machine's statement for the .sync integrations' managed rules
+    policies = resources["LabelingStateMachine"]["Properties"]["Policies"]
+    (statement,) = [s for s in iter_statements(policies) if s.get("Sid") == "SageMakerSyncRules"]
+    # Then it names the documented prefix, and nothing broader than the SageMaker family
+    (resource,) = as_list(statement["Resource"])
+    assert resource["Fn::Sub"].endswith(":rule/StepFunctionsGetEventsForSageMaker*")
+    assert sorted(as_list(statement["Action"])) == ["events:DescribeRule", "events:PutRule", "events:PutTargets"]

@@ -66,6 +66,10 @@ def events() -> Any:
     return _client("events")
 
 
+def cloudformation() -> Any:
+    return _client("cloudformation")
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests and the local runtime call this after switching backends)."""
     _client.cache_clear()

@@ -78,6 +78,12 @@ def feature_group_name(prefix: str, dataset: str) -> str:
     return f"{prefix}-{_shortened(dataset, room)}"
 
 
+def labeling_output_manifest_uri(output_path: str, job_name: str) -> str:
+    """Ground Truth's output manifest: <S3OutputPath>/<job name>/manifests/output/output.manifest (SageMaker
+    developer guide, "Labeling job output data", output directories)."""
+    return f"{output_path.rstrip('/')}/{job_name}/manifests/output/output.manifest"
+
+
 def dataset_spec_keys(dataset: str) -> list[str]:
     base = f"{CONFIG_DATASETS_PREFIX}{dataset}"
     return [f"{base}.json"]

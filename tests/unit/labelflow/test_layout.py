@@ -189,3 +189,19 @@ def test_transform_state_key_is_per_dataset_and_fingerprint() -> None:
     # Given a dataset and a spec fingerprint
     # When the published state's key is read / Then it lives under artifacts/state/<dataset>/<fingerprint>/
     assert transform_state_key("reviews", "f" * 64) == "artifacts/state/reviews/" + "f" * 64 + "/state.json"
+
+
+def test_every_run_of_the_longest_dataset_name_gets_its_own_job_and_execution_names() -> None:
+    # Given the longest dataset name the spec allows and two runs of it (names are unique per account and
+    # Region, and labeling job names case-insensitively)
+    dataset = "d" * 62 + "e"
+    runs = ("0123456789abcdef0123", "0123456789abcdef0124")
+
+    # When their job and execution names are built
+    processing = {job_name("lf", dataset, run, "process") for run in runs}
+    review = {job_name("lf", dataset, run, "review").lower() for run in runs}
+    executions = {execution_name(dataset, run) for run in runs}
+
+    # Then no two runs share one, and each keeps its run id whole
+    assert len(processing) == len(review) == len(executions) == 2
+    assert all(any(run in name for run in runs) for name in processing | review | executions)

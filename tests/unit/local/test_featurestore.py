@@ -392,12 +392,12 @@ def test_a_group_being_created_takes_no_records_until_it_is_created(
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"FeatureGroupName": "labelflow_churn!"}, "CreateFeatureGroup.FeatureGroupName"),
-        ({"RoleArn": "arn:aws:iam::123456789012:user/someone-else"}, "CreateFeatureGroup.RoleArn"),
-        ({"Description": "x" * 129}, "length 129 is over 128"),
+        ({"FeatureGroupName": "labelflow_churn!"}, "at 'featureGroupName'"),
+        ({"RoleArn": "arn:aws:iam::123456789012:user/someone-else"}, "at 'roleArn'"),
+        ({"Description": "x" * 129}, "Member must have length less than or equal to 128"),
         (
             {"FeatureDefinitions": [{"FeatureName": "record_id", "FeatureType": "Text"}]},
-            "'Text' is not one of Integral, Fractional, String",
+            "Member must satisfy enum value set: [Integral, Fractional, String]",
         ),
     ],
     ids=["name", "role", "description", "type"],
@@ -454,4 +454,4 @@ def test_a_put_record_the_runtime_model_forbids_is_a_validation_error(runtime: A
     with pytest.raises(ClientError) as raised:
         runtime.put_record(FeatureGroupName=GROUP, Record=record(**{"bad name": "1"}))
     assert raised.value.response["Error"]["Code"] == "ValidationError"
-    assert "FeatureName" in raised.value.response["Error"]["Message"]
+    assert "'record.5.member.featureName'" in raised.value.response["Error"]["Message"]

@@ -235,6 +235,7 @@ def template_resolver(template: dict[str, Any]) -> Resolver:
         return [name for name, resource in resources.items() if resource["Type"] == kind]
 
     refs = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws", "AWS::StackName": "labelflow"}
+    refs["WorkteamArn"] = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/labelflow-local"
     refs |= dict.fromkeys(of_type("AWS::S3::Bucket"), BUCKET)
     refs |= dict.fromkeys(of_type("AWS::Serverless::StateMachine"), STATE_MACHINE_ARN)
     attributes = {

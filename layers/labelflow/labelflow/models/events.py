@@ -46,7 +46,8 @@ class _EbDetail(_AwsEvent):
 
 
 class EventBridgeObjectCreated(_AwsEvent):
-    """S3 → EventBridge. The key is form-encoded like the classic notification's (Powertools decodes it too)."""
+    """S3 → EventBridge. The S3 user guide's EventBridge page leaves the key's encoding unsaid; AWS's Powertools
+    decodes it as form-encoded, like the classic notification's, and so do we (tests/e2e/test_object_keys.py)."""
 
     detail_type: Literal["Object Created"] = Field(alias="detail-type")
     source: Literal["aws.s3"]

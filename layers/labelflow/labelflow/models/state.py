@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from labelflow.layout import labeling_output_manifest_uri
 from labelflow.models.run import FeatureGroupLineage, ModelLineage, TransformStateLineage
 
 
@@ -70,8 +71,13 @@ class LabelingResult(_Payload):
 
     job_name: str
     status: str
-    output_manifest_uri: str
+    output_path: str = Field(description="OutputConfig.S3OutputPath, a required member of DescribeLabelingJob")
     counters: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def output_manifest_uri(self) -> str:
+        """Where Ground Truth writes the job's output manifest (derived: LabelingJobOutput is optional)."""
+        return labeling_output_manifest_uri(self.output_path, self.job_name)
 
 
 class MergeOutput(_Payload):

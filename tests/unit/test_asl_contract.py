@@ -1,0 +1,113 @@
+"""The state machine against what AWS really sends it: error names from state_machines/error-names.json, and
+only required members of the SageMaker Describe* responses read by a ResultSelector."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.model import ServiceModel, Shape, StructureShape
+
+from labelflow import errors
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL = json.loads((ROOT / "state_machines" / "labeling.asl.json").read_text(encoding="utf-8"))
+LISTED = {
+    entry["name"]: entry for entry in json.loads((ROOT / "state_machines" / "error-names.json").read_text())["errors"]
+}
+# The .sync integration answers with the job's Describe* response (Step Functions developer guide, "Run a Job").
+DESCRIBE_OF = {
+    "arn:aws:states:::sagemaker:createProcessingJob.sync": "DescribeProcessingJob",
+    "arn:aws:states:::sagemaker:createLabelingJob.sync": "DescribeLabelingJob",
+}
+CREATE_OF = {
+    "arn:aws:states:::sagemaker:createProcessingJob.sync": "CreateProcessingJob",
+    "arn:aws:states:::sagemaker:createLabelingJob.sync": "CreateLabelingJob",
+}
+
+
+def states(node: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in node["States"].items():
+        yield name, state
+        for branch in state.get("Branches", []):
+            yield from states(branch)
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                yield from states(state[key])
+
+
+def matched_names(state: dict[str, Any]) -> list[str]:
+    return [name for rule in state.get("Retry", []) + state.get("Catch", []) for name in rule["ErrorEquals"]]
+
+
+@pytest.fixture(scope="module")
+def sagemaker() -> ServiceModel:
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def test_every_error_name_the_asl_matches_is_listed_with_its_source() -> None:
+    # Given every name in every Retry and Catch
+    used = {(state_name, name) for state_name, state in states(ASL) for name in matched_names(state)}
+    # Then each is in the list, and the list has no name the ASL does not use
+    unknown = sorted(f"{state}: {name}" for state, name in used if name not in LISTED)
+    assert not unknown, f"error names no integration or function raises: {unknown}"
+    assert {name for _, name in used} == set(LISTED)
+    assert all(entry["source"] and entry["raised_by"] for entry in LISTED.values())
+
+
+def test_our_error_names_are_exception_classes_the_functions_raise() -> None:
+    # Given the listed names that are neither Step Functions' nor an integration's
+    ours = [name for name in LISTED if "." not in name]
+    # Then each is a LabelflowError subclass (a Lambda error's errorType is the exception's class name)
+    assert ours
+    for name in ours:
+        assert issubclass(getattr(errors, name), errors.LabelflowError), name
+
+
+def test_sagemaker_error_names_are_exceptions_the_create_calls_can_raise(sagemaker: ServiceModel) -> None:
+    # Given the SageMaker tasks and the modeled errors of their Create* operations (botocore's model)
+    for _, state in states(ASL):
+        if state.get("Resource") not in CREATE_OF:
+            continue
+        modeled = {shape.name for shape in sagemaker.operation_model(CREATE_OF[state["Resource"]]).error_shapes}
+        for name in matched_names(state):
+            if not name.startswith("SageMaker."):
+                continue
+            exception = name.removeprefix("SageMaker.")
+            # Then each is the SDK's catch-all or a modeled error with the SDK's "Exception" suffix
+            assert exception == "AmazonSageMakerException" or exception.removesuffix("Exception") in modeled, name
+        # And the old names, which no integration raises, are gone
+        assert not {"SageMaker.ThrottlingException", "SageMaker.ResourceLimitExceeded"} & set(matched_names(state))
+
+
+def required_path(shape: Shape, path: list[str]) -> list[str]:
+    """The members along `path` that the shape does not always return."""
+    optional = []
+    for member in path:
+        assert isinstance(shape, StructureShape), f"{member} is not below a structure"
+        assert member in shape.members, f"{shape.name} has no member {member}"
+        if member not in shape.required_members:
+            optional.append(f"{shape.name}.{member}")
+        shape = shape.members[member]
+    return optional
+
+
+def test_result_selectors_read_only_members_sagemaker_always_returns(sagemaker: ServiceModel) -> None:
+    # Given the ResultSelector of each .sync SageMaker task
+    checked = 0
+    for state_name, state in states(ASL):
+        if state.get("Resource") not in DESCRIBE_OF:
+            continue
+        output = sagemaker.operation_model(DESCRIBE_OF[state["Resource"]]).output_shape
+        assert output is not None
+        for field, path in state["ResultSelector"].items():
+            assert field.endswith(".$") and path.startswith("$.")
+            # Then every member on the path is required: an absent one fails the state with States.Runtime,
+            # which no Catch (not even States.ALL) handles, and the run would end without run.json
+            assert required_path(output, path.removeprefix("$.").split(".")) == [], f"{state_name}.{field}"
+            checked += 1
+    assert checked >= 6
