@@ -314,7 +314,10 @@ def bench_size(
 ) -> dict[str, list[dict[str, float]]]:
     source = scratch / f"bench-{rows}.csv"
     subprocess.run([pythons["ours"], __file__, "generate", str(rows), str(source)], check=True)
-    (scratch / "spec.json").write_text(json.dumps(spec()), encoding="utf-8")
+    # As planning hands it to the job: validated, every default filled in.
+    from labelflow.models.spec import DatasetSpec
+
+    (scratch / "spec.json").write_text(DatasetSpec.model_validate(spec()).model_dump_json(), encoding="utf-8")
     outputs = {name: scratch / name for name in ["ours", *candidates]}
     for path in outputs.values():
         path.mkdir(exist_ok=True)

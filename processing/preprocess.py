@@ -12,7 +12,8 @@ per accepted row), `rejected.jsonl` (one line per rejected row: {"line", "record
 readers.py defines it: a CSV row's record number counting the header as 1, a JSON Lines row's physical line, a
 Parquet row's number; duplicates are listed after the other rejections), `state.json` (the state used) and
 `stats.json`, written last, so its presence means the run finished. A problem with the input as a whole stops the
-job with exit code 2 and a one-line message in the SageMaker message file.
+job with exit code 2 and a one-line message in the SageMaker message file; so does a share of rejected rows above
+the spec's max_rejected_share (or no accepted row at all), rejected.jsonl then kept to say why.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from labelflow_processing.config import FatalInputError, Spec, load_spec
+from labelflow_processing.config import FatalInputError, Spec, TooManyRejectedError, load_spec
 from labelflow_processing.pipeline import run_files
 from labelflow_processing.readers import FORMATS, ReadAs, find_inputs
 from labelflow_processing.state import STATE_FILE, read_state, sha256
@@ -87,6 +88,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return stats
 
 
+def refuse(output_dir: Path, exc: TooManyRejectedError) -> None:
+    """The job completes with rejected.jsonl and stats.json saying why the file is refused, and no records; the
+    workflow then fails the run. Completing, because EndOfJob outputs are documented as uploaded "after the job
+    completes" (ProcessingS3Output) and the rejection reasons are what the user needs."""
+    for name in ("records.jsonl", STATE_FILE):
+        (output_dir / name).unlink(missing_ok=True)
+    stats = {"records_in": exc.read, "records_out": 0, "rejected": exc.rejected, "refused": str(exc)}
+    (output_dir / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def report_failure(message_file: Path, message: str) -> None:
     """Tell SageMaker (message file) and the logs (stderr) why the job failed."""
     message = " ".join(message.split())[:MAX_MESSAGE_CHARS]
@@ -140,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         stats = run(args)
+    except TooManyRejectedError as exc:
+        refuse(args.output_dir, exc)
+        print(str(exc), file=sys.stderr)
+        return 0
     except FatalInputError as exc:
         for name in OUTPUT_FILES:
             (args.output_dir / name).unlink(missing_ok=True)

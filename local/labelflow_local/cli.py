@@ -162,6 +162,26 @@ def _run(args: argparse.Namespace) -> int:
     return 1
 
 
+def _reingest(args: argparse.Namespace) -> int:
+    from labelflow_local.reingest import reingest_local
+
+    if not args.debug:
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+    report = reingest_local(args.workdir, args.run_id, args.dataset)
+    manifest, counts = report.manifest, report.manifest.counts
+    last = manifest.reingests[-1]
+    print(
+        f"run {manifest.run_id}: {manifest.status} (reingest execution {report.execution_status})\n"
+        f"  re-sent         {last.resent} ({last.ingested} ingested, {last.failed} failed again)\n"
+        f"  ingested        {counts.ingested} in all, {counts.ingest_failed} not\n"
+        f"  run.json        {report.run_json}"
+    )
+    if manifest.status == "SUCCEEDED":
+        return 0
+    print(f"labelflow: run {manifest.run_id}: {manifest.status}: {manifest.reason}", file=sys.stderr)
+    return 1
+
+
 def _say_on_stderr(text: str) -> None:
     print(text, file=sys.stderr)
 
@@ -343,6 +363,19 @@ def _local_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     run.add_argument("--truth", type=Path, help="known labels (CSV record_id,label or JSON): workers and accuracy")
     _local_options(run)
     run.set_defaults(handler=_run)
+
+    reingest = commands.add_parser(
+        "reingest",
+        parents=[common],
+        help="re-send the records a local run failed to ingest",
+        description="Re-send, exactly once, the records in a local run's ingest-failures file (the state machine's "
+        'reingest path; on AWS start an execution with {"reingest": {"bucket": B, "dataset": D, "run_id": R}}), '
+        "and update its run.json. Exit 0 when the run is then SUCCEEDED, 1 otherwise.",
+    )
+    reingest.add_argument("run_id", metavar="RUN_ID")
+    reingest.add_argument("--dataset", help="the run's dataset (when the run id is ambiguous)")
+    reingest.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where local results are kept")
+    reingest.set_defaults(handler=_reingest)
 
     features = commands.add_parser(
         "features", parents=[common], help="query the local feature store of the last local run"

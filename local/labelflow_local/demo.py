@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
+from labelflow.finalizing import reason_of
 from labelflow.layout import RunLayout, feature_group_name
 from labelflow.models.run import RunManifest
 from labelflow.models.spec import DatasetSpec
@@ -176,36 +177,9 @@ def label_accuracy(features: dict[str, dict[str, str]], truth: dict[str, str]) -
     return {source: sum(results) / len(results) for source, results in sorted(hits.items())}
 
 
-def _error_message(cause: str) -> str:
-    """The message of a failure's cause: a Lambda error payload's errorMessage, a failed job's FailureReason."""
-    try:
-        payload = json.loads(cause)
-    except json.JSONDecodeError:
-        payload = None
-    if isinstance(payload, dict):
-        cause = str(payload.get("errorMessage") or payload.get("FailureReason") or cause)
-    first = cause.strip().splitlines()[0] if cause.strip() else "no cause given"
-    return first if len(first) <= 300 else first[:297] + "..."
-
-
 def reason(report: RunReport) -> str | None:
     """Why a run did not succeed, in one sentence with what to look at; None when it succeeded."""
-    manifest, counts = report.manifest, report.manifest.counts
-    if manifest.status == "SUCCEEDED":
-        return None
-    if manifest.error is not None:
-        return f"{manifest.error.error}: {_error_message(manifest.error.cause)}"
-    parts = []
-    if counts.rejected:
-        parts.append(f"{counts.rejected} rows rejected by processing (rejected.jsonl under processed/ says why)")
-    if counts.unlabeled:
-        parts.append(f"{counts.unlabeled} records got no label from reviewers (answer them: --answers FILE)")
-    if counts.ingest_failed:
-        parts.append(
-            f"{counts.ingest_failed} records not ingested into feature group {report.feature_group} "
-            "(ingest-failures.jsonl says why)"
-        )
-    return "; ".join(parts) or "not every record was accounted for"
+    return reason_of(report.manifest, report.feature_group)
 
 
 def outcome(report: RunReport) -> str:

@@ -72,20 +72,53 @@ def check_request(operation: OperationModel, params: dict[str, Any], error: type
         raise error(contracts.validation_message(found))
 
 
-# Feature Store's EventTime formats: yyyy-MM-dd'T'HH:mm:ssZ and yyyy-MM-dd'T'HH:mm:ss.SSSZ (a String
-# feature), or Unix epoch seconds (a Fractional feature).
-_EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")
+# Feature Store's limits (SageMaker developer guide, "Quotas, naming rules and data types"): a record at most
+# 350 KB, a record identifier at most 2 KB, a feature value at most 350 KB; Integral values are 64-bit signed
+# integers; event times are ISO-8601 UTC strings yyyy-MM-dd'T'HH:mm:ssZ or yyyy-MM-dd'T'HH:mm:ss.SSSSSSSSSZ
+# (a String feature) or Unix epoch seconds (a Fractional one), within [0000-01-01T00:00:00Z,
+# 9999-12-31T23:59:59.999999999Z]. botocore's featurestore-runtime model caps ValueAsString and
+# RecordIdentifierValueAsString at 358,400 characters (350 KB), which contracts.violations checks.
+MAX_RECORD_BYTES = 350 * 1024
+MAX_VALUE_BYTES = 350 * 1024
+MAX_RECORD_ID_BYTES = 2 * 1024
+INTEGRAL_RANGE = (-(2**63), 2**63 - 1)
+_EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
+# Python's datetime starts at year 1; year 0 is in Feature Store's range, so epoch seconds are compared as numbers.
+_EPOCH_MIN = -62_167_219_200.0  # 0000-01-01T00:00:00Z
+_EPOCH_MAX = 253_402_300_800.0  # 10000-01-01T00:00:00Z (exclusive)
 
 
 def _event_time(value: str, kind: str = "String", feature: str = "event time") -> datetime:
     try:
         if kind == "Fractional":
-            return datetime.fromtimestamp(float(value), UTC)
+            seconds = float(value)
+            if not _EPOCH_MIN <= seconds < _EPOCH_MAX:
+                raise ValidationError(
+                    f"{feature}={value!r} is outside Feature Store's event time range (years 0000 to 9999)"
+                )
+            return datetime.fromtimestamp(max(seconds, datetime.min.replace(tzinfo=UTC).timestamp()), UTC)
         if _EVENT_TIME.match(value):
             return datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     except (ValueError, OverflowError, OSError):
         pass
-    raise ValidationError(f"{feature}={value!r} is not yyyy-MM-ddTHH:mm:ss[.SSS]Z or epoch seconds")
+    raise ValidationError(f"{feature}={value!r} is not yyyy-MM-ddTHH:mm:ss[.SSSSSSSSS]Z or epoch seconds")
+
+
+def check_limits(group: FeatureGroup, values: dict[str, str]) -> None:
+    """Refuse a record over one of Feature Store's size or range limits, naming the feature."""
+    record_id = values[group.record_id]
+    if len(record_id.encode()) > MAX_RECORD_ID_BYTES:
+        raise ValidationError(f"record identifier {record_id[:40]!r}... is over {MAX_RECORD_ID_BYTES} bytes")
+    size = 0
+    for name, value in values.items():
+        value_bytes = len(value.encode())
+        if value_bytes > MAX_VALUE_BYTES:
+            raise ValidationError(f"{name} is {value_bytes} bytes, over the {MAX_VALUE_BYTES}-byte value limit")
+        size += len(name.encode()) + value_bytes
+        if group.features[name] == "Integral" and not INTEGRAL_RANGE[0] <= int(value) <= INTEGRAL_RANGE[1]:
+            raise ValidationError(f"{name}={value} is outside the 64-bit signed Integral range")
+    if size > MAX_RECORD_BYTES:
+        raise ValidationError(f"record {record_id[:40]!r} is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit")
 
 
 class LocalFeatureStore:
@@ -205,6 +238,7 @@ class LocalFeatureStore:
                     float(value)
             except ValueError as exc:
                 raise ValidationError(f"{name}={value!r} is not {kind}") from exc
+        check_limits(group, values)
         kind = group.features[group.event_time]
         event_time = _event_time(values[group.event_time], kind, group.event_time)
         now = datetime.now(UTC)
@@ -231,6 +265,11 @@ class LocalFeatureStore:
         with self._lock:
             return dict(self._online[group_name])
 
+    def offline_records(self, group_name: str) -> list[dict[str, Any]]:
+        """The offline rows written since the last flush: every accepted PutRecord, duplicates included."""
+        with self._lock:
+            return list(self._offline[group_name])
+
     def flush(self) -> list[Path]:
         """Write the online store as JSON and the pending offline rows as Parquet; returns the files."""
         import pyarrow as pa
@@ -243,6 +282,9 @@ class LocalFeatureStore:
                 online.parent.mkdir(parents=True, exist_ok=True)
                 online.write_text(json.dumps(self._online[name], indent=1, sort_keys=True))
                 written.append(online)
+                described = self.root / "groups" / f"{name}.json"
+                described.parent.mkdir(parents=True, exist_ok=True)
+                described.write_text(json.dumps(self._described.get(name, {}), indent=1, default=str))
                 rows, self._offline[name] = self._offline[name], []
                 if not rows:
                     continue
@@ -270,6 +312,34 @@ class LocalFeatureStore:
                 )
                 written += sorted(data.rglob(f"{batch}-*.parquet"))
         return written
+
+    def load(self) -> list[str]:
+        """Take back the groups and online records an earlier local run flushed under `root` (for a reingest).
+
+        The offline store's files stay where they are: later flushes add files beside them.
+        """
+        loaded = []
+        for path in sorted((self.root / "groups").glob("*.json")):
+            described = json.loads(path.read_text())
+            if not described:
+                continue
+            name = described["FeatureGroupName"]
+            created = int(datetime.fromisoformat(described["CreationTime"]).timestamp())
+            group = FeatureGroup(
+                name=name,
+                record_id=described["RecordIdentifierFeatureName"],
+                event_time=described["EventTimeFeatureName"],
+                features={d["FeatureName"]: d["FeatureType"] for d in described["FeatureDefinitions"]},
+                created_epoch=created,
+            )
+            online = self.root / "online" / f"{name}.json"
+            with self._lock:
+                self._groups[name] = group
+                self._described[name] = {**described, "CreationTime": datetime.fromtimestamp(created, UTC)}
+                self._creating[name] = 0
+                self._online[name] = json.loads(online.read_text()) if online.is_file() else {}
+            loaded.append(name)
+        return loaded
 
     @staticmethod
     def _typed(group: FeatureGroup, row: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,14 @@ class FatalInputError(Exception):
     """The input as a whole cannot be processed; the message becomes the job's failure reason."""
 
 
+class TooManyRejectedError(FatalInputError):
+    """Too large a share of the input was rejected: the job refuses the file, rejected.jsonl says why."""
+
+    def __init__(self, message: str, read: int, rejected: int) -> None:
+        super().__init__(message)
+        self.read, self.rejected = read, rejected
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """One feature of the spec: its source column and transform."""
@@ -70,6 +78,9 @@ class Spec:
     features: tuple[FeatureSpec, ...]
     labels: tuple[str, ...]
     model: ModelConfig | None
+    max_rejected_share: float
+    max_cell_bytes: int
+    max_row_bytes: int
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Spec:
@@ -81,6 +92,9 @@ class Spec:
             features=tuple(FeatureSpec.from_json(feature) for feature in raw.get("features") or ()),
             labels=tuple(raw["labels"]),
             model=ModelConfig.from_json(model) if model else None,
+            max_rejected_share=float(raw["max_rejected_share"]),
+            max_cell_bytes=int(raw["max_cell_bytes"]),
+            max_row_bytes=int(raw["max_row_bytes"]),
         )
 
     @property

@@ -27,7 +27,7 @@ from scoring import Scorer
 
 from labelflow_processing import record_ids, values, writers
 from labelflow_processing.background import ordered_map
-from labelflow_processing.config import FatalInputError, FeatureSpec, Spec
+from labelflow_processing.config import FatalInputError, FeatureSpec, Spec, TooManyRejectedError
 from labelflow_processing.readers import InputFile, RawBatch, Rejection, read_batches
 from labelflow_processing.selection import Observed
 from labelflow_processing.state import drift, fit_state, parse_state
@@ -111,8 +111,10 @@ class Scanner:
                 reasons[index] = reason(index)
             pending[hits] = False
 
+        self._sizes(batch, reject)
         ids, missing_id = values.stripped(batch.columns[self.spec.record_id_column])
         reject(missing_id, lambda i: "missing record id")
+        reject(values.has_control(ids), lambda i: f"control character in the record id: {_short(ids[i].as_py())}")
         if self.spec.event_time_column:
             seconds, missing, bad, text = values.event_times(batch.columns[self.spec.event_time_column])
             reject(missing, lambda i: "missing event time")
@@ -140,6 +142,17 @@ class Scanner:
         ]
         hashes = record_ids.hashes(accepted[RECORD_ID])
         return Checked(n + len(batch.rejected), accepted, hashes, stats, batch.rejected + rejected)
+
+    def _sizes(self, batch: RawBatch, reject: Any) -> None:
+        """Reject the rows with a cell, or cells in all, above the spec's limits (UTF-8 bytes)."""
+        limit = self.spec.max_cell_bytes
+        row_bytes = np.zeros(batch.num_rows, dtype=np.int64)
+        for name, column in batch.columns.items():
+            sizes = values.text_sizes(column)
+            row_bytes += sizes
+            reject(sizes > limit, lambda i, name=name, sizes=sizes: f"{name} is {sizes[i]:,} bytes, above {limit:,}")
+        limit_row = self.spec.max_row_bytes
+        reject(row_bytes > limit_row, lambda i: f"the row's cells are {row_bytes[i]:,} bytes, above {limit_row:,}")
 
     def _feature(self, feature: FeatureSpec, column: pa.Array, reject: Any) -> np.ndarray | pa.Array:
         if feature.numeric:
@@ -219,6 +232,7 @@ def run_files(
         scratch.close()
         if scan.records_in == 0:
             raise FatalInputError("input has no data rows")
+        check_rejected_share(files, spec, scan.records_in, scan.rejected)
         duplicates = _duplicates(scan.id_hashes, scratch, rejected_out)
         scan.id_hashes.close()
         stats = scan.stats
@@ -232,6 +246,7 @@ def run_files(
         with (output_dir / "records.jsonl").open("wb") as records_out:
             formatter = Formatter(spec, states, duplicates, model)
             written, late, predicted = _write(formatter, scratch, records_out, rejected_out)
+        check_rejected_share(files, spec, scan.records_in, scan.rejected + len(duplicates) + late)
     return RunResult(
         records_in=scan.records_in,
         records_out=written,
@@ -242,6 +257,27 @@ def run_files(
         predicted=predicted,
         model=model,
     )
+
+
+def check_rejected_share(files: list[InputFile], spec: Spec, read: int, rejected: int) -> None:
+    """TooManyRejectedError when no row is left, or a larger share than the spec allows was rejected."""
+    names = ", ".join(file.name for file in files)
+    if rejected >= read:
+        raise TooManyRejectedError(
+            f"{names}: all {read:,} rows were rejected; see rejected.jsonl for the reasons, "
+            "fix the file and upload it again",
+            read,
+            rejected,
+        )
+    share = rejected / read
+    if share > spec.max_rejected_share:
+        raise TooManyRejectedError(
+            f"{names}: {rejected:,} of {read:,} rows were rejected ({share:.1%}), above the spec's max_rejected_share "
+            f"of {spec.max_rejected_share:g}; see rejected.jsonl for the reasons, fix the file and upload it again, "
+            "or raise max_rejected_share",
+            read,
+            rejected,
+        )
 
 
 def _write_rejections(handle: IO[str], rejected: list[Rejection]) -> None:

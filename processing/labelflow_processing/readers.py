@@ -11,6 +11,11 @@ number of fields, a JSON Lines line that is not an object) comes back as a `Reje
 1-based: a CSV row's line counts records with the header as line 1 (the physical line unless a quoted cell
 spans lines or blank lines come before it), a JSON Lines row's is its physical line, a Parquet row's is its
 row number.
+
+A CSV row is a record, not a physical line: a quoted cell may span lines. A record with the wrong number of
+fields that spans lines is broken quoting (an unclosed quote folded the next lines into it): it is rejected with
+the number of lines it holds, and so is every later record of the file. A quote still open at the end of the
+file rejects the record it opened. Rows read = records, and each ends a record or a rejection.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import codecs
 import csv
 import io
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from labelflow_processing.config import FatalInputError
@@ -40,6 +47,8 @@ HEADER_BYTES = 1 << 16
 # JSON's insignificant whitespace (RFC 8259) besides the line feed that ends a line.
 _JSON_BLANKS = np.array([False] * 256)
 _JSON_BLANKS[[ord(" "), ord("\t"), ord("\r")]] = True
+_END_MARK = "labelflow:end-of-input"
+_UNCLOSED = "unclosed quote: a quoted field opened in this record runs to the end of the file"
 
 
 @dataclass(frozen=True)
@@ -135,38 +144,112 @@ def _header(file: InputFile) -> str:
         text = codecs.getincrementaldecoder(file.read_as.encoding)().decode(head, final=False)
     except UnicodeDecodeError as exc:
         raise _not_text(file, exc.start) from exc
-    return text.split("\n", 1)[0].rstrip("\r")
+    # Any of CSV's line ends: LF, CRLF, or a lone CR (old Mac exports), which Arrow's parser accepts too.
+    return re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]
 
 
 def _split(line: str, delimiter: str) -> list[str]:
-    return next(csv.reader([line], delimiter=delimiter), [])
+    # A skipped row may be any length (its size is the reason it is reported): lift the csv module's 128 KiB
+    # field limit for this read only.
+    limit = csv.field_size_limit(len(line) + 1)
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    finally:
+        csv.field_size_limit(limit)
+
+
+@dataclass
+class _CsvScan:
+    """What the invalid-row handler learned: rows it skipped, where quoting broke, whether the end mark was seen."""
+
+    width: int
+    id_index: int
+    delimiter: str
+    invalid: list[Rejection] = field(default_factory=list)
+    broken: int | None = None
+    ended: bool = False
+
+    @property
+    def end_record(self) -> str:
+        """A record of one field more than the header's, so never a valid row, appended after the file's bytes."""
+        return self.delimiter * self.width + _END_MARK
+
+    def on_invalid(self, row: Any) -> str:
+        text: str = row.text
+        reason = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+        if text == self.end_record:
+            self.ended = True
+            return "skip"
+        if text.endswith(self.end_record):
+            self.ended = True
+            reason = _UNCLOSED
+        elif "\n" in text and self.broken is None:
+            self.broken = row.number
+            reason = f"broken quoting: {reason} in a record of {text.count(chr(10)) + 1} lines (an unclosed quote?)"
+        fields = _split(text, self.delimiter)
+        record_id = fields[self.id_index].strip() if self.id_index < len(fields) else ""
+        self.invalid.append(Rejection(row.number, record_id or None, reason))
+        return "skip"
+
+    def taken(self, last: int) -> list[Rejection]:
+        """The skipped rows up to line `last`, no longer held."""
+        done = [r for r in self.invalid if r.line <= last]
+        self.invalid = [r for r in self.invalid if r.line > last]
+        return done
+
+
+class _Appended:
+    """A stream's bytes, then `tail`: Arrow reads it through its Python-file adapter, buffer by buffer."""
+
+    closed = False
+
+    def __init__(self, stream: pa.NativeFile, tail: bytes) -> None:
+        self._stream, self._tail = stream, tail
+
+    def read(self, size: int = -1) -> Any:
+        data = self._stream.read_buffer(size)
+        if data.size:
+            return data
+        data, self._tail = self._tail[:size], self._tail[size:]
+        return data
 
 
 def _csv_batches(file: InputFile, required: list[str]) -> Iterator[RawBatch]:
-    read_as = file.read_as
-    delimiter = read_as.delimiter
+    """The CSV rows, a batch held back so that a last record left open by an unclosed quote can still be rejected.
+
+    A mark record is appended after the file: Arrow reads it as a record of its own when every quote is closed,
+    and inside the last record's cell when a quote is still open at the end of the file.
+    """
+    delimiter = file.read_as.delimiter
     assert delimiter is not None, "a CSV input is read with the delimiter planning resolved"
     header = [name.strip() for name in _split(_header(file), delimiter)]
     _check_columns(file, header, required)
-    id_index = header.index(required[0])
-    invalid: list[tuple[int, str | None, str]] = []
+    scan = _CsvScan(len(header), header.index(required[0]), delimiter)
+    held: RawBatch | None = None
+    for batch in _csv_parsed(file, header, required, scan):
+        if held is not None and batch.num_rows:
+            yield held
+            held = None
+        if held is None:
+            held = batch
+        else:
+            held.rejected += batch.rejected
+    if held is not None and not scan.ended and held.num_rows:
+        held = _cut(held, held.num_rows - 1, required[0], _UNCLOSED)
+    if held is not None:
+        yield held
 
-    def on_invalid(row: Any) -> str:
-        fields = _split(row.text, delimiter)
-        record_id = fields[id_index].strip() if id_index < len(fields) else ""
-        reason = f"expected {row.expected_columns} fields, found {row.actual_columns}"
-        invalid.append((row.number, record_id or None, reason))
-        return "skip"
 
+def _csv_parsed(file: InputFile, header: list[str], required: list[str], scan: _CsvScan) -> Iterator[RawBatch]:
+    """Arrow's batches as RawBatches; every row after broken quoting is rejected."""
+    read_as = file.read_as
     # Single-threaded, so the reader knows the number of each row it skips.
     read_options = pa_csv.ReadOptions(
-        use_threads=False,
-        block_size=BLOCK_BYTES,
-        column_names=header,
-        skip_rows=1,
-        encoding="utf8" if read_as.utf8 else read_as.encoding,
+        use_threads=False, block_size=BLOCK_BYTES, column_names=header, skip_rows=1, encoding="utf8"
     )
-    parse_options = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
+    parse_options = pa_csv.ParseOptions(
+        delimiter=scan.delimiter, newlines_in_values=True, invalid_row_handler=scan.on_invalid
+    )
     convert_options = pa_csv.ConvertOptions(
         include_columns=required,
         column_types=dict.fromkeys(required, pa.string()),
@@ -175,27 +258,35 @@ def _csv_batches(file: InputFile, required: list[str]) -> Iterator[RawBatch]:
     )
     stream = file.open()
     try:
+        text = stream if read_as.utf8 else pa.transcoding_input_stream(stream, read_as.encoding, "utf8")
+        source = _Appended(text, f"\n{scan.end_record}\n".encode())
         next_line = 2
-        for batch in _csv_records(file, stream, (read_options, parse_options, convert_options)):
-            lines = _lines_between(next_line, batch.num_rows, [number for number, _, _ in invalid])
+        for records in _csv_records(file, source, (read_options, parse_options, convert_options)):
+            lines = _lines_between(next_line, records.num_rows, [r.line for r in scan.invalid])
             last = int(lines[-1]) if len(lines) else next_line - 1
-            done = [r for r in invalid if r[0] <= last]
-            invalid = [r for r in invalid if r[0] > last]
-            yield RawBatch(
-                columns={name: batch.column(name) for name in required},
-                lines=lines,
-                rejected=[Rejection(*r) for r in done],
-            )
+            batch = RawBatch({name: records.column(name) for name in required}, lines, scan.taken(last))
+            if scan.broken is not None:
+                reason = f"after the broken quoting at line {scan.broken}"
+                batch = _cut(batch, int(np.searchsorted(lines, scan.broken)), required[0], reason)
+            yield batch
             next_line = last + 1
-        if invalid:
-            yield RawBatch(columns={}, lines=np.empty(0, np.int64), rejected=[Rejection(*r) for r in invalid])
+        if scan.invalid:
+            yield RawBatch(columns={}, lines=np.empty(0, np.int64), rejected=scan.taken(np.iinfo(np.int64).max))
     finally:
         stream.close()
 
 
-def _csv_records(
-    file: InputFile, stream: pa.NativeFile, reader_options: tuple[Any, Any, Any]
-) -> Iterator[pa.RecordBatch]:
+def _cut(batch: RawBatch, keep: int, id_column: str, reason: str) -> RawBatch:
+    """The batch's first `keep` rows; the others rejected with `reason`."""
+    if keep >= batch.num_rows:
+        return batch
+    ids = pc.utf8_trim_whitespace(batch.columns[id_column].slice(keep)).to_pylist()
+    cut = [Rejection(int(line), rid or None, reason) for line, rid in zip(batch.lines[keep:], ids, strict=True)]
+    columns = {name: column.slice(0, keep) for name, column in batch.columns.items()}
+    return RawBatch(columns, batch.lines[:keep], batch.rejected + cut)
+
+
+def _csv_records(file: InputFile, stream: Any, reader_options: tuple[Any, Any, Any]) -> Iterator[pa.RecordBatch]:
     """Arrow's batches; its errors as FatalInputError (the first block is read when the reader opens)."""
     read_options, parse_options, convert_options = reader_options
     try:

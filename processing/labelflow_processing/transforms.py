@@ -235,7 +235,8 @@ def apply_numeric(spec: FeatureSpec, state: dict[str, Any], values: np.ndarray) 
     elif scaler is not None and spec.scaling == "minmax":
         values = _shift_and_scale(values, scaler["min"], scaler["max"] * 0.5 - scaler["min"] * 0.5, halved=True)
     small = np.abs(values) < ROUNDING_LIMIT
-    rounded = np.where(small, np.round(values, 6), values) + 0.0
+    with np.errstate(over="ignore"):  # the rounding of large values overflows, and is not used
+        rounded = np.where(small, np.round(values, 6), values) + 0.0
     return np.where(np.isfinite(rounded), rounded, np.nan)
 
 

@@ -71,6 +71,27 @@ def text_buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets, data
 
 
+def text_sizes(column: pa.Array) -> np.ndarray:
+    """Each value's size as UTF-8 text, in bytes (0 when null)."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
+        return np.zeros(len(column), dtype=np.int64)
+    offsets, _ = text_buffers(as_text(column))
+    return np.diff(offsets).astype(np.int64)
+
+
+def has_control(text: pa.Array) -> np.ndarray:
+    """Which values hold a C0 control character (U+0000 to U+001F) or DEL (U+007F)."""
+    offsets, data = text_buffers(text)
+    data = data[offsets[0] : offsets[-1]]
+    bad = (data < 0x20) | (data == 0x7F)
+    if not bad.any():
+        return np.zeros(len(text), dtype=bool)
+    # Control bytes per value, from prefix sums at the value boundaries (UTF-8 never has them inside a character).
+    counts = np.concatenate(([0], np.cumsum(bad)))
+    found: np.ndarray = counts[offsets[1:] - offsets[0]] > counts[offsets[:-1] - offsets[0]]
+    return found
+
+
 def _needs_trim(text: pa.Array) -> bool:
     """Whether a value may start or end with whitespace (or a non-ASCII byte, which may be Unicode whitespace)."""
     offsets, data = text_buffers(text)

@@ -60,7 +60,12 @@ ALLOWLIST: dict[tuple[str, str], str] = {
         )
         for function in ("MergeLabelsFunction", "FinalizeRunFunction")
     },
-    ("IngestFeaturesFunction", "s3:PutObject"): "ingest-failures.jsonl, written only when some PutRecord fails",
+    ("IngestFeaturesFunction", "sagemaker:GetRecord"): (
+        "probes the batch in flight when a retried step resumes (exercised by tests/e2e/test_faults.py)"
+    ),
+    ("FinalizeRunFunction", "sagemaker:GetRecord"): (
+        "settles an ingestion stopped part-way (exercised by tests/e2e/test_faults.py)"
+    ),
     ("LabelingStateMachine", "sagemaker:StopProcessingJob"): _ABORT,
     ("LabelingStateMachine", "sagemaker:StopLabelingJob"): _ABORT,
     ("LabelingStateMachine", "sagemaker:ListTags"): _LIST_TAGS,

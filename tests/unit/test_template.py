@@ -14,6 +14,7 @@ import pytest
 from botocore.model import StringShape
 
 from labelflow.errors import FeatureGroupNotReady
+from labelflow.models.settings import PlanSettings
 from labelflow_local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,22 +239,27 @@ def test_planning_may_create_and_describe_only_the_stacks_feature_groups(resourc
 
 def test_ingestion_may_describe_and_write_only_the_stacks_feature_groups(resources: dict[str, Any]) -> None:
     # Given IngestFeatures' grants
-    # When its SageMaker grants are read / Then it may wait for and write to groups named <stack>-*, nothing else
+    # When its SageMaker grants are read / Then it may wait for, write to and (resuming a batch) read back groups
+    # named <stack>-*, nothing else
     assert grants(resources, "IngestFeaturesFunction", "sagemaker:") == {
         "sagemaker:DescribeFeatureGroup": [STACK_FEATURE_GROUPS],
+        "sagemaker:GetRecord": [STACK_FEATURE_GROUPS],
         "sagemaker:PutRecord": [STACK_FEATURE_GROUPS],
     }
     assert grants(resources, "IngestFeaturesFunction", "iam:") == {}
 
 
 def test_no_other_function_touches_feature_groups(resources: dict[str, Any]) -> None:
-    # Given every function but the two that manage and write groups
+    # Given every function but the two that manage and write groups, and FinalizeRun
     others = set(resources_of_type(resources, "AWS::Serverless::Function")) - {
         "PlanProcessingFunction",
         "IngestFeaturesFunction",
+        "FinalizeRunFunction",
     }
     # When their SageMaker grants are read / Then none has any
     assert {name: grants(resources, name, "sagemaker:") for name in sorted(others)} == dict.fromkeys(sorted(others), {})
+    # And FinalizeRun may only read records back (to settle an ingestion stopped part-way)
+    assert grants(resources, "FinalizeRunFunction", "sagemaker:") == {"sagemaker:GetRecord": [STACK_FEATURE_GROUPS]}
 
 
 def test_routing_may_publish_the_transform_state(resources: dict[str, Any]) -> None:
@@ -457,6 +463,9 @@ def test_processing_instance_types_are_the_ones_sagemaker_accepts(template: dict
     assert "ml.m7i-flex.large" in parameter["AllowedValues"]
     assert "ml.t2.medium" not in parameter["AllowedValues"]
     assert parameter["Default"] in parameter["AllowedValues"]
+    # And PlanProcessing's settings accept every one of them
+    pattern = re.compile(PlanSettings.model_fields["processing_instance_type"].metadata[0].pattern)
+    assert [value for value in parameter["AllowedValues"] if not pattern.match(value)] == []
 
 
 def test_sync_rule_grant_covers_only_step_functions_rules_for_sagemaker(resources: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from labelflow.aws import error_code, raise_if_retryable
 from labelflow.errors import ConfigError, InvalidInputError, ManifestError
-from labelflow.formats import ResolvedInput, resolve_input
+from labelflow.formats import ResolvedInput, resolve_input, rows_per_byte
 from labelflow.layout import dataset_spec_keys
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import S3Location, get_bytes
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 # Enough bytes to hold any sane header line (of gzip data too, inflated).
 HEADER_PROBE_BYTES = 64 * 1024
+# One IngestFeatures invocation, measured (issue 10: ~1.6 ms of botocore CPU per PutRecord), and its timeout in
+# template.yaml: a run carries at most about their product until ingestion fans out over several invocations.
+INGEST_RECORDS_PER_SECOND = 600
+INGEST_TIMEOUT_SECONDS = 900
 
 
 def _parse_spec(body: bytes, where: str) -> DatasetSpec:
@@ -59,7 +63,24 @@ def check_input(key: str, head: bytes, spec: DatasetSpec, where: str) -> Resolve
     return resolved
 
 
-def probe_input(s3: S3Client, bucket: str, key: str, version_id: str | None, spec: DatasetSpec) -> ResolvedInput:
+def check_size(where: str, size: int, head: bytes, resolved: ResolvedInput, max_rows: int) -> None:
+    """Refuse an object with more rows than one run can ingest, estimated from its first bytes."""
+    per_byte = rows_per_byte(head, resolved)
+    if per_byte is None or size <= len(head):
+        return
+    estimated = int(size * per_byte)
+    if estimated > max_rows:
+        raise InvalidInputError(
+            f"{where} holds about {estimated:,} rows (estimated from its first {len(head):,} bytes) and one run"
+            f" ingests at most {max_rows:,} (one IngestFeatures function writes about {INGEST_RECORDS_PER_SECOND}"
+            f" records/s and stops at its {INGEST_TIMEOUT_SECONDS} s timeout): split it into files of at most"
+            f" {max_rows:,} rows"
+        )
+
+
+def probe_input(
+    s3: S3Client, bucket: str, key: str, version_id: str | None, spec: DatasetSpec, max_rows: int
+) -> ResolvedInput:
     """Check a landed object's size, format and header without reading it whole; returns how to read it."""
     where = f"s3://{bucket}/{key}"
     extra = {"VersionId": version_id} if version_id else {}
@@ -74,4 +95,7 @@ def probe_input(s3: S3Client, bucket: str, key: str, version_id: str | None, spe
             raise InvalidInputError(f"{where} (version {version_id}) no longer exists") from exc
         raise_if_retryable(exc, f"read {where}")
         raise
-    return check_input(key, probe["Body"].read(), spec, where)
+    body = probe["Body"].read()
+    resolved = check_input(key, body, spec, where)
+    check_size(where, size, body, resolved, max_rows)
+    return resolved

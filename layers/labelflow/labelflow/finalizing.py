@@ -1,4 +1,5 @@
-"""FinalizeRun: write run.json (lineage, counts, outcome) for every run, successful or not."""
+"""FinalizeRun: write run.json (lineage, counts, outcome, reason) for every run, successful or not, and for each
+reingest of a run's failed records."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from labelflow.errors import ManifestError
+from labelflow.errors import LabelflowError, ManifestError
+from labelflow.ingestion import read_manifest, settle
 from labelflow.layout import PROCESSED_STATS, RunLayout
 from labelflow.models.artifacts import ProcessingStats
 from labelflow.models.run import (
     InputLineage,
+    ReingestLineage,
     RunArtifacts,
     RunCounts,
     RunError,
@@ -21,12 +24,13 @@ from labelflow.models.run import (
     RunStatus,
     TransformStateLineage,
 )
-from labelflow.models.state import FinalizeInput, WorkflowState
+from labelflow.models.state import FinalizeInput, FinalizeReingestInput, IngestOutput, ReingestState, WorkflowState
 from labelflow.observability import logger
 from labelflow.s3 import S3Location, copy_version, get_json, put_json
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker_featurestore_runtime import SageMakerFeatureStoreRuntimeClient
 
 # Errors that mean the input itself cannot be processed: its copy goes to quarantine/ with the reason.
 QUARANTINED_ERRORS = frozenset({"InvalidInputError"})
@@ -44,32 +48,73 @@ def read_stats(s3: S3Client, run: WorkflowState) -> ProcessingStats | None:
         return None
 
 
-def run_status(run: WorkflowState) -> RunStatus:
+def counted_status(counts: RunCounts) -> RunStatus:
+    """From the counts of a run that went to its end: PARTIAL when a record that passed processing was not
+    labeled or not ingested, FAILED when none was ingested. Rejected rows alone do not make a run PARTIAL:
+    processing already failed the run when their share passed the spec's max_rejected_share."""
+    short = sum(count or 0 for count in (counts.unlabeled, counts.ingest_failed))
+    if not short:
+        return "SUCCEEDED"
+    return "FAILED" if counts.ingested == 0 else "PARTIAL"
+
+
+def run_status(run: WorkflowState, counts: RunCounts | None = None) -> RunStatus:
     if run.error is not None:
         return "FAILED"
-    unlabeled = run.merge.unlabeled if run.merge else 0
-    failed = run.ingest.failed if run.ingest else 0
-    return "PARTIAL" if unlabeled or failed else "SUCCEEDED"
+    return counted_status(counts or counts_of(run, None))
 
 
-def error_of(run: WorkflowState) -> RunError | None:
-    """The failure, with the cause unwrapped when it is a Lambda error payload."""
-    if run.error is None:
-        return None
-    cause = run.error.cause
+def error_message(cause: str) -> str:
+    """The message of a failure's cause, on one line: a Lambda error's errorMessage, a job's FailureReason."""
     try:
         payload = json.loads(cause)
-        if isinstance(payload, dict) and "errorMessage" in payload:
-            cause = str(payload["errorMessage"])
     except ValueError:
-        pass
-    return RunError(error=run.error.error, cause=cause)
+        payload = None
+    if isinstance(payload, dict):
+        cause = str(payload.get("errorMessage") or payload.get("FailureReason") or cause)
+    first = cause.strip().splitlines()[0] if cause.strip() else "no cause given"
+    return first if len(first) <= 300 else first[:297] + "..."
+
+
+def reason_of(manifest: RunManifest, group: str | None = None) -> str | None:
+    """Why a run did not succeed, in one sentence with what to look at; None when it succeeded."""
+    counts = manifest.counts
+    if manifest.status == "SUCCEEDED":
+        return None
+    if manifest.error is not None:
+        return f"{manifest.error.error}: {error_message(manifest.error.cause)}"
+    group = group or (manifest.feature_group.name if manifest.feature_group else "the dataset's feature group")
+    parts = []
+    if counts.rejected:
+        parts.append(f"{counts.rejected} rows rejected by processing (rejected.jsonl under processed/ says why)")
+    if counts.unlabeled:
+        parts.append(f"{counts.unlabeled} records got no label from reviewers (answer them: --answers FILE)")
+    if counts.ingest_failed:
+        parts.append(
+            f"{counts.ingest_failed} records not ingested into feature group {group} (ingest-failures.jsonl says why)"
+        )
+    return "; ".join(parts) or "not every record was accounted for"
 
 
 def transform_state_of(run: WorkflowState) -> TransformStateLineage | None:
     """The state as routing settled it (what processing used, whether it was published), else as planned."""
     settled = run.routing.transform_state if run.routing else None
     return settled or (run.plan.transform_state if run.plan else None)
+
+
+def counts_of(run: WorkflowState, stats: ProcessingStats | None) -> RunCounts:
+    routing, merged, ingest = run.routing, run.merge, run.ingest
+    return RunCounts(
+        records_in=stats.records_in if stats else None,
+        rejected=stats.rejected if stats else None,
+        auto_labeled=routing.auto_labeled if routing else None,
+        sent_to_review=routing.to_review if routing else None,
+        human_labeled=merged.human if merged else None,
+        model_labeled=merged.model if merged else None,
+        unlabeled=merged.unlabeled if merged else None,
+        ingested=ingest.ingested if ingest else None,
+        ingest_failed=ingest.failed if ingest else None,
+    )
 
 
 def build_manifest(request: FinalizeInput, stats: ProcessingStats | None, now: datetime) -> RunManifest:
@@ -79,10 +124,11 @@ def build_manifest(request: FinalizeInput, stats: ProcessingStats | None, now: d
     if processing_job is None and plan is not None and not plan.cache_hit:
         processing_job = str(plan.processing_job.get("ProcessingJobName"))
     labeling_job = labeling.job_name if labeling else None
-    return RunManifest(
+    counts = counts_of(run, stats)
+    manifest = RunManifest(
         run_id=run.run_id,
         dataset=run.dataset,
-        status=run_status(run),
+        status=run_status(run, counts),
         execution_id=request.execution_id,
         started_at=request.started_at,
         finished_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -95,17 +141,7 @@ def build_manifest(request: FinalizeInput, stats: ProcessingStats | None, now: d
         processing_job=processing_job,
         labeling_job=labeling_job,
         feature_group=plan.feature_group if plan else None,
-        counts=RunCounts(
-            records_in=stats.records_in if stats else None,
-            rejected=stats.rejected if stats else None,
-            auto_labeled=routing.auto_labeled if routing else None,
-            sent_to_review=routing.to_review if routing else None,
-            human_labeled=merged.human if merged else None,
-            model_labeled=merged.model if merged else None,
-            unlabeled=merged.unlabeled if merged else None,
-            ingested=ingest.ingested if ingest else None,
-            ingest_failed=ingest.failed if ingest else None,
-        ),
+        counts=counts,
         artifacts=RunArtifacts(
             spec_uri=plan.spec_uri if plan else None,
             processed_uri=plan.processed_uri if plan else None,
@@ -118,6 +154,8 @@ def build_manifest(request: FinalizeInput, stats: ProcessingStats | None, now: d
         ),
         error=error_of(run),
     )
+    manifest.reason = reason_of(manifest)
+    return manifest
 
 
 def quarantine(s3: S3Client, run: WorkflowState, error: RunError, now: datetime) -> str | None:
@@ -141,20 +179,106 @@ def quarantine(s3: S3Client, run: WorkflowState, error: RunError, now: datetime)
     return f"s3://{run.bucket}/{target}"
 
 
-def finalize_run(request: FinalizeInput, s3: S3Client, events: Any, now: datetime | None = None) -> RunManifest:
-    """Write run.json (quarantining a rejected input first), then announce the run's end (best effort)."""
-    run = request.state
-    now = now or datetime.now(UTC)
-    manifest = build_manifest(request, read_stats(s3, run), now)
-    if manifest.error is not None and manifest.error.error in QUARANTINED_ERRORS:
-        manifest.artifacts.quarantine_uri = quarantine(s3, run, manifest.error, now)
-    put_json(s3, run.bucket, RunLayout(run.dataset, run.run_id).run_manifest_key, manifest)
-    detail = {"run_id": run.run_id, "dataset": run.dataset, "status": manifest.status, "bucket": run.bucket}
+def announce(events: Any, manifest: RunManifest, bucket: str) -> None:
+    """Put the run-finished event (best effort): the alarm rule notifies FAILED and PARTIAL runs with the reason."""
+    layout = RunLayout(manifest.dataset, manifest.run_id)
+    detail = {
+        "run_id": manifest.run_id,
+        "dataset": manifest.dataset,
+        "status": manifest.status,
+        "bucket": bucket,
+        "reason": manifest.reason,
+        "run_json": f"s3://{bucket}/{layout.run_manifest_key}",
+    }
     try:
         events.put_events(
             Entries=[{"Source": EVENT_SOURCE, "DetailType": EVENT_DETAIL_TYPE, "Detail": json.dumps(detail)}]
         )
     except ClientError:
         # run.json is the record of truth; a lost notification must not fail a finished run.
-        logger.exception("could not publish the run-finished event", extra={"run_id": run.run_id})
+        logger.exception("could not publish the run-finished event", extra={"run_id": manifest.run_id})
+
+
+def finalize_reingest(request: FinalizeReingestInput, s3: S3Client, now: datetime) -> RunManifest:
+    """run.json after a reingest: counts, failures file and status updated, the reingest added to its history."""
+    state = request.state
+    target = state.reingest
+    layout = RunLayout(target.dataset, target.run_id)
+    manifest = read_manifest(s3, target.bucket, layout)
+    result, error = state.ingest, error_of(state)
+    lineage = ReingestLineage(
+        execution_id=request.execution_id,
+        started_at=request.started_at,
+        finished_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        resent=(result.ingested + result.failed) if result else 0,
+        ingested=result.ingested if result else 0,
+        failed=result.failed if result else 0,
+        previous_status=manifest.status,
+        previous_error=manifest.error,
+        error=error,
+    )
+    update: dict[str, Any] = {"reingests": [*manifest.reingests, lineage]}
+    if result is not None and error is None:
+        counts = manifest.counts.model_copy(
+            update={"ingested": (manifest.counts.ingested or 0) + result.ingested, "ingest_failed": result.failed}
+        )
+        artifacts = manifest.artifacts.model_copy(update={"ingest_failures_uri": result.failures_uri})
+        # A run stopped during ingestion is whole once its records are: its error moves to the reingest's lineage.
+        update.update(counts=counts, artifacts=artifacts, status=counted_status(counts), error=None)
+    updated = manifest.model_copy(update=update)
+    updated.reason = reason_of(updated) if error is None else f"reingest {error.error}: {error_message(error.cause)}"
+    put_json(s3, target.bucket, layout.run_manifest_key, updated)
+    return updated
+
+
+def error_of(state: WorkflowState | ReingestState) -> RunError | None:
+    """The failure, with the cause unwrapped when it is a Lambda error payload."""
+    if state.error is None:
+        return None
+    cause = state.error.cause
+    try:
+        payload = json.loads(cause)
+        if isinstance(payload, dict) and "errorMessage" in payload:
+            cause = str(payload["errorMessage"])
+    except ValueError:
+        pass
+    return RunError(error=state.error.error, cause=cause)
+
+
+def settled_ingest(
+    run: WorkflowState, s3: S3Client, featurestore: SageMakerFeatureStoreRuntimeClient
+) -> IngestOutput | None:
+    """What a stopped ingestion wrote; None when that cannot be told now (run.json then has no ingest counts)."""
+    try:
+        return settle(run, s3, featurestore)
+    except (ClientError, BotoCoreError, LabelflowError):
+        logger.exception("could not settle the stopped ingestion", extra={"run_id": run.run_id})
+        return None
+
+
+def finalize_run(
+    request: FinalizeInput | FinalizeReingestInput,
+    s3: S3Client,
+    events: Any,
+    now: datetime | None = None,
+    featurestore: SageMakerFeatureStoreRuntimeClient | None = None,
+) -> RunManifest:
+    """Write run.json (quarantining a rejected input first), then announce the run's end (best effort).
+
+    A run stopped during ingestion is settled first (with `featurestore`): run.json counts what was written.
+    """
+    now = now or datetime.now(UTC)
+    if isinstance(request, FinalizeReingestInput):
+        manifest = finalize_reingest(request, s3, now)
+        announce(events, manifest, request.state.reingest.bucket)
+        return manifest
+    run = request.state
+    if run.error is not None and featurestore is not None and (settled := settled_ingest(run, s3, featurestore)):
+        run = run.model_copy(update={"ingest": settled})
+        request = request.model_copy(update={"state": run})
+    manifest = build_manifest(request, read_stats(s3, run), now)
+    if manifest.error is not None and manifest.error.error in QUARANTINED_ERRORS:
+        manifest.artifacts.quarantine_uri = quarantine(s3, run, manifest.error, now)
+    put_json(s3, run.bucket, RunLayout(run.dataset, run.run_id).run_manifest_key, manifest)
+    announce(events, manifest, run.bucket)
     return manifest

@@ -59,6 +59,10 @@ class ResolvedInput(BaseModel):
         return arguments
 
 
+# More than one NUL in this many characters of the first bytes: binary, not text.
+BINARY_NUL_SHARE = 100
+
+
 def format_from_key(key: str) -> tuple[FileFormat | None, bool]:
     """The format the key's extension names (None when it names none) and whether it ends in .gz."""
     name = key.rsplit("/", 1)[-1].lower()
@@ -74,6 +78,20 @@ def _inflate(head: bytes, where: str) -> bytes:
         return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 256 * 1024)
     except zlib.error as exc:
         raise InvalidInputError(f"{where} is not a readable gzip file: {exc}") from exc
+
+
+def rows_per_byte(head: bytes, resolved: ResolvedInput) -> float | None:
+    """Lines per byte of the stored object, from its first bytes (gzip: per compressed byte); None for Parquet,
+    whose row count only its footer knows. Quoted newlines count as rows: an estimate errs high."""
+    if resolved.format == "parquet":
+        return None
+    content, consumed = head, len(head)
+    if resolved.gzip:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        content = inflater.decompress(head, 4 * 1024 * 1024)
+        consumed = len(head) - len(inflater.unconsumed_tail)
+    lines = content.count(b"\n") or 1
+    return lines / max(consumed, 1)
 
 
 def decode_head(head: bytes, encoding: str, where: str) -> str:
@@ -154,7 +172,9 @@ def resolve_input(key: str, head: bytes, options: InputSpec, where: str, require
     if options.encoding is None and content.startswith(UTF16_BOMS):
         raise InvalidInputError(f"{where} is UTF-16 text (it starts with a UTF-16 BOM): set input.encoding to utf-16")
     text = decode_head(content, encoding, where)
-    if "\x00" in text:
+    # Binary data (or UTF-16 without a BOM) is full of NULs; a stray one in a cell is the row's problem, and
+    # processing rejects that row.
+    if text.count("\x00") * BINARY_NUL_SHARE > len(text):
         raise InvalidInputError(f"{where} is not a text file (NUL bytes): expected CSV, JSON Lines or Parquet")
     lines = text.splitlines()
     if kind == "jsonl":

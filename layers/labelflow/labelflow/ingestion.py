@@ -1,20 +1,32 @@
-"""IngestFeatures: PutRecord every labeled record, with bounded concurrency and a report of failures."""
+"""IngestFeatures: PutRecord every labeled record exactly once, with bounded concurrency and a report of failures.
+
+Exactly once across retries and re-drives: records are written in batches, in file order, and a checkpoint in S3
+(`IngestProgress`, under the run prefix) counts each finished batch before the next begins. A step that starts
+again skips the finished batches; of the batch that was in flight, it first asks the online store (GetRecord)
+which records this run already wrote, and sends only the others. A checkpoint, not Powertools Idempotency: the
+idempotency record of one Lambda invocation says "done" or "in progress" for the whole call, so a call that
+crashed half-way would be either repeated whole (duplicates) or refused; progress has to be kept per batch.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import batched
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
-from labelflow.aws import error_code
+from labelflow.aws import error_code, raise_if_retryable
+from labelflow.errors import ManifestError
 from labelflow.feature_groups import require_usable
 from labelflow.layout import RunLayout
-from labelflow.models.records import IngestFailure, LabeledRecord
-from labelflow.models.state import IngestOutput, WorkflowState
-from labelflow.s3 import S3Location, iter_jsonl, put_jsonl
+from labelflow.models.records import IngestFailure, IngestProgress, LabeledRecord
+from labelflow.models.run import RunManifest
+from labelflow.models.state import IngestOutput, ReingestInput, ReingestState, WorkflowState
+from labelflow.s3 import S3Location, get_json, iter_jsonl, put_json, put_jsonl
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -22,8 +34,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker_featurestore_runtime import SageMakerFeatureStoreRuntimeClient
 
 
-# Records in flight per worker: enough to keep the pool busy, small enough to bound memory.
-_WINDOW_PER_WORKER = 64
+# Records per checkpoint: at ~600 records/s, one small S3 PUT a second; a retry re-checks at most this many.
+BATCH_SIZE = 512
 
 
 def feature_record(record: LabeledRecord) -> list[dict[str, str]]:
@@ -43,10 +55,7 @@ def feature_record(record: LabeledRecord) -> list[dict[str, str]]:
 def put_all(
     records: Iterable[LabeledRecord], put: Callable[[LabeledRecord], None], max_workers: int
 ) -> list[IngestFailure]:
-    """Call `put` for every record on a bounded pool; collect failures instead of stopping at the first.
-
-    Records are taken a window at a time, so a large file is never held in memory whole.
-    """
+    """Call `put` for every record of one batch on a bounded pool; collect failures instead of stopping."""
 
     def attempt(record: LabeledRecord) -> IngestFailure | None:
         try:
@@ -57,11 +66,129 @@ def put_all(
             return IngestFailure(record_id=record.record_id, error=type(exc).__name__)
         return None
 
-    failures: list[IngestFailure] = []
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        for window in batched(records, max_workers * _WINDOW_PER_WORKER):
-            failures += [failure for failure in pool.map(attempt, window) if failure is not None]
-    return failures
+        return [failure for failure in pool.map(attempt, records) if failure is not None]
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where one ingestion keeps its progress: `<folder>/progress.json` and a failures file per failing batch."""
+
+    s3: S3Client
+    bucket: str
+    folder: str
+    failures_key: str  # where the failures of every batch are gathered at the end
+
+    @classmethod
+    def of_run(cls, s3: S3Client, bucket: str, layout: RunLayout, attempt: str | None = None) -> Checkpoints:
+        """The run's ingestion (`attempt` None) or one of its reingests."""
+        return cls(s3, bucket, layout.ingest_folder(attempt), layout.ingest_failures_key_of(attempt))
+
+    def batch_failures_key(self, batch: int) -> str:
+        return f"{self.folder}/failures-{batch:08d}.jsonl"
+
+    def load(self) -> IngestProgress | None:
+        try:
+            return IngestProgress.model_validate(get_json(self.s3, self.bucket, f"{self.folder}/progress.json"))
+        except ManifestError as exc:
+            if "missing object" in str(exc):
+                return None
+            raise
+        except ValidationError as exc:
+            raise ManifestError(f"s3://{self.bucket}/{self.folder}/progress.json is not a checkpoint") from exc
+
+    def save(self, progress: IngestProgress) -> None:
+        put_json(self.s3, self.bucket, f"{self.folder}/progress.json", progress)
+
+    def failures(self, progress: IngestProgress) -> Iterator[IngestFailure]:
+        for batch in progress.failure_batches:
+            for line in iter_jsonl(self.s3, self.bucket, self.batch_failures_key(batch)):
+                yield IngestFailure.model_validate(line)
+
+
+@dataclass(frozen=True)
+class FeatureStoreWriter:
+    """PutRecord, and GetRecord to tell whether a record of this run is already in the online store."""
+
+    featurestore: SageMakerFeatureStoreRuntimeClient
+    group: str
+
+    def put(self, record: LabeledRecord) -> None:
+        # botocore's adaptive retry mode already backs off on throttling and 5xx before we see an error.
+        self.featurestore.put_record(FeatureGroupName=self.group, Record=feature_record(record))  # type: ignore[arg-type]
+
+    def written(self, record: LabeledRecord) -> bool:
+        """True when the online store holds this run's write of the record: same id, event time and run id.
+
+        Values are not compared: Feature Store may give numbers back spelled differently than they were sent.
+        """
+        try:
+            stored = self.featurestore.get_record(
+                FeatureGroupName=self.group, RecordIdentifierValueAsString=record.record_id
+            ).get("Record", [])
+        except ClientError as exc:
+            raise_if_retryable(exc, f"get record {record.record_id} from {self.group}")
+            raise
+        values = {item["FeatureName"]: item.get("ValueAsString") for item in stored}
+        return values.get("event_time") == record.event_time and values.get("run_id") == record.run_id
+
+
+def _records(s3: S3Client, source: S3Location, keep: Callable[[str], bool] | None = None) -> Iterator[dict[str, Any]]:
+    for line in iter_jsonl(s3, *source):
+        if keep is None or keep(str(line.get("record_id"))):
+            yield line
+
+
+def _unwritten(batch: list[LabeledRecord], writer: FeatureStoreWriter, max_workers: int) -> list[LabeledRecord]:
+    """The records of an interrupted batch that are not in the store yet (asked concurrently)."""
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        return [record for record, done in zip(batch, pool.map(writer.written, batch), strict=True) if not done]
+
+
+def ingest_stream(
+    lines: Iterable[dict[str, Any]],
+    source_uri: str,
+    writer: FeatureStoreWriter,
+    checkpoints: Checkpoints,
+    max_workers: int,
+    batch_size: int | None = None,
+) -> IngestProgress:
+    """Write `lines` batch by batch, resuming after the checkpoint's last finished batch; returns the progress."""
+    progress = checkpoints.load()
+    # The batch a restarted step was in the middle of: some of its records may be in the store already.
+    in_flight = progress.batches_done if progress is not None else None
+    if progress is None:
+        progress = IngestProgress(source_uri=source_uri, batch_size=batch_size or BATCH_SIZE)
+        # Saved before the first PutRecord: from now on a restart knows the first batch may be partly written.
+        checkpoints.save(progress)
+    elif progress.source_uri != source_uri:
+        raise ManifestError(f"checkpoint {checkpoints.folder} is for {progress.source_uri}, not {source_uri}")
+    for index, chunk in enumerate(batched(lines, progress.batch_size)):
+        if index < progress.batches_done:
+            continue
+        batch = [LabeledRecord.model_validate(line) for line in chunk]
+        pending = _unwritten(batch, writer, max_workers) if index == in_flight else batch
+        failures = put_all(pending, writer.put, max_workers)
+        if failures:
+            put_jsonl(checkpoints.s3, checkpoints.bucket, checkpoints.batch_failures_key(index), failures)
+            progress.failure_batches.append(index)
+        progress.batches_done = index + 1
+        progress.ingested += len(batch) - len(failures)
+        progress.failed += len(failures)
+        checkpoints.save(progress)
+    return progress
+
+
+def _output(group: str, progress: IngestProgress, checkpoints: Checkpoints) -> IngestOutput:
+    """The step's result; the failures of every batch gathered into one file when there are any."""
+    failures_uri = None
+    if progress.failed:
+        failures_uri = put_jsonl(
+            checkpoints.s3, checkpoints.bucket, checkpoints.failures_key, checkpoints.failures(progress)
+        )
+    return IngestOutput(
+        feature_group=group, ingested=progress.ingested, failed=progress.failed, failures_uri=failures_uri
+    )
 
 
 def ingest_features(
@@ -75,26 +202,89 @@ def ingest_features(
     plan, merged = run.require_plan(), run.require_merge()
     group = plan.feature_group.name
     require_usable(sagemaker, group)
+    checkpoints = Checkpoints.of_run(s3, run.bucket, RunLayout(run.dataset, run.run_id))
     labeled = S3Location.parse(merged.labeled_uri)
-    seen = 0
+    writer = FeatureStoreWriter(featurestore, group)
+    progress = ingest_stream(_records(s3, labeled), labeled.uri, writer, checkpoints, max_workers)
+    return _output(group, progress, checkpoints)
 
-    def records() -> Iterator[LabeledRecord]:
-        nonlocal seen
-        for line in iter_jsonl(s3, *labeled):
-            seen += 1
-            yield LabeledRecord.model_validate(line)
 
-    def put(record: LabeledRecord) -> None:
-        # botocore's adaptive retry mode already backs off on throttling and 5xx before we see an error.
-        featurestore.put_record(FeatureGroupName=group, Record=feature_record(record))  # type: ignore[arg-type]
+def settle(
+    run: WorkflowState, s3: S3Client, featurestore: SageMakerFeatureStoreRuntimeClient, max_workers: int = 8
+) -> IngestOutput | None:
+    """What an ingestion that stopped part-way (timeout, crash) wrote, from its checkpoint and the online store.
 
-    failures = put_all(records(), put, max_workers)
+    Records it never reached are reported as failures, so a reingest sends them. None when it never began.
+    """
+    if run.ingest is not None or run.merge is None or run.plan is None:
+        return None
+    checkpoints = Checkpoints.of_run(s3, run.bucket, RunLayout(run.dataset, run.run_id))
+    progress = checkpoints.load()
+    if progress is None:
+        return None
+    group = run.plan.feature_group.name
+    writer = FeatureStoreWriter(featurestore, group)
+    stopped = f"not written: ingestion stopped ({run.error.error if run.error else 'no error recorded'})"
+    unwritten: list[IngestFailure] = []
+    ingested = progress.ingested
+    labeled = S3Location.parse(run.merge.labeled_uri)
+    for index, chunk in enumerate(batched(_records(s3, labeled), progress.batch_size)):
+        if index < progress.batches_done:
+            continue
+        batch = [LabeledRecord.model_validate(line) for line in chunk]
+        pending = _unwritten(batch, writer, max_workers) if index == progress.batches_done else batch
+        ingested += len(batch) - len(pending)
+        unwritten += [IngestFailure(record_id=record.record_id, error=stopped) for record in pending]
+    failed = progress.failed + len(unwritten)
     failures_uri = None
-    if failures:
-        failures_uri = put_jsonl(s3, run.bucket, RunLayout(run.dataset, run.run_id).ingest_failures_key, failures)
-    return IngestOutput(
-        feature_group=group,
-        ingested=seen - len(failures),
-        failed=len(failures),
-        failures_uri=failures_uri,
-    )
+    if failed:
+        rows = [*checkpoints.failures(progress), *unwritten]
+        failures_uri = put_jsonl(s3, run.bucket, checkpoints.failures_key, rows)
+    return IngestOutput(feature_group=group, ingested=ingested, failed=failed, failures_uri=failures_uri)
+
+
+def read_manifest(s3: S3Client, bucket: str, layout: RunLayout) -> RunManifest:
+    try:
+        return RunManifest.model_validate(get_json(s3, bucket, layout.run_manifest_key))
+    except ValidationError as exc:
+        raise ManifestError(f"s3://{bucket}/{layout.run_manifest_key} is not a run.json") from exc
+
+
+def reingest(
+    request: ReingestInput,
+    s3: S3Client,
+    sagemaker: SageMakerClient,
+    featurestore: SageMakerFeatureStoreRuntimeClient,
+    max_workers: int,
+) -> IngestOutput:
+    """Send again, exactly once, the records a finished run failed to ingest (its ingest-failures file)."""
+    layout = RunLayout(request.dataset, request.run_id)
+    manifest = read_manifest(s3, request.bucket, layout)
+    failures_uri, labeled_uri = manifest.artifacts.ingest_failures_uri, manifest.artifacts.labeled_uri
+    if manifest.feature_group is None or labeled_uri is None:
+        raise ManifestError(f"run {request.run_id} never reached ingestion: start it again instead")
+    group = manifest.feature_group.name
+    if failures_uri is None:
+        return IngestOutput(feature_group=group, ingested=0, failed=0)
+    failures = S3Location.parse(failures_uri)
+    failed_ids = {str(line["record_id"]) for line in iter_jsonl(s3, *failures)}
+    require_usable(sagemaker, group)
+    # Each reingest keeps its own checkpoint, numbered after the earlier ones run.json lists.
+    checkpoints = Checkpoints.of_run(s3, request.bucket, layout, f"reingest-{len(manifest.reingests) + 1}")
+    labeled = S3Location.parse(labeled_uri)
+    lines = _records(s3, labeled, failed_ids.__contains__)
+    progress = ingest_stream(lines, failures.uri, FeatureStoreWriter(featurestore, group), checkpoints, max_workers)
+    return _output(group, progress, checkpoints)
+
+
+def ingest(
+    state: WorkflowState | ReingestState,
+    s3: S3Client,
+    sagemaker: SageMakerClient,
+    featurestore: SageMakerFeatureStoreRuntimeClient,
+    max_workers: int,
+) -> IngestOutput:
+    """The IngestFeatures step: a run's labeled records, or a reingest of a finished run's failed ones."""
+    if isinstance(state, ReingestState):
+        return reingest(state.reingest, s3, sagemaker, featurestore, max_workers)
+    return ingest_features(state, s3, sagemaker, featurestore, max_workers)

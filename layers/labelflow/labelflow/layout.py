@@ -149,6 +149,14 @@ class RunLayout:
     def ingest_failures_key(self) -> str:
         return f"{self.prefix}labeled/ingest-failures.jsonl"
 
+    def ingest_folder(self, attempt: str | None = None) -> str:
+        """Where an ingestion keeps its checkpoint: the run's own (`attempt` None) or one reingest's."""
+        return f"{self.prefix}labeled/{attempt or 'ingest'}"
+
+    def ingest_failures_key_of(self, attempt: str | None = None) -> str:
+        """The gathered failures of the run's ingestion, or of one reingest."""
+        return self.ingest_failures_key if attempt is None else f"{self.ingest_folder(attempt)}/ingest-failures.jsonl"
+
     @property
     def run_manifest_key(self) -> str:
         return f"{self.prefix}run.json"
@@ -164,6 +172,7 @@ class RunLayout:
 
 PROCESSED_RECORDS = "records.jsonl"
 PROCESSED_STATS = "stats.json"
+PROCESSED_REJECTED = "rejected.jsonl"
 
 
 def transform_state_key(dataset: str, fingerprint: str) -> str:

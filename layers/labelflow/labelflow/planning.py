@@ -192,7 +192,7 @@ def plan_processing(run: WorkflowState, s3: S3Client, sagemaker: SageMakerClient
     """Validate the landed object against its spec, ready its feature group, freeze inputs, and plan the job."""
     layout = RunLayout(run.dataset, run.run_id)
     spec, _ = load_dataset_spec(s3, run.bucket, run.dataset)
-    resolved = probe_input(s3, run.bucket, run.key, run.version_id, spec)
+    resolved = probe_input(s3, run.bucket, run.key, run.version_id, spec, settings.max_records_per_run)
     code = load_processing_code(s3, run.bucket)
     model = model_artifact(s3, spec)
     lineage = model_lineage(s3, spec, model) if model is not None else None

@@ -8,12 +8,14 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from labelflow.datasets import read_run_spec
-from labelflow.layout import CODE_PREFIX, PROCESSED_RECORDS, RunLayout, job_name
+from labelflow.errors import InvalidInputError
+from labelflow.layout import CODE_PREFIX, PROCESSED_RECORDS, PROCESSED_REJECTED, PROCESSED_STATS, RunLayout, job_name
+from labelflow.models.artifacts import ProcessingStats
 from labelflow.models.records import AutoLabel, ProcessedRecord, ReviewItem, display_text
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import RoutingOutput, WorkflowState
 from labelflow.review.manifests import LABEL_ATTRIBUTE
-from labelflow.s3 import S3Location, exists, iter_jsonl, put_bytes, put_json, put_jsonl, uri
+from labelflow.s3 import S3Location, exists, get_json, iter_jsonl, put_bytes, put_json, put_jsonl, uri
 from labelflow.transform_state import settle_state
 
 if TYPE_CHECKING:
@@ -76,9 +78,18 @@ def labeling_job_request(
     }
 
 
+def refuse_if_processing_did(s3: S3Client, processed_uri: str) -> None:
+    """InvalidInputError (the run fails, its input is quarantined) when processing refused the file."""
+    processed = S3Location.parse(processed_uri)
+    stats = ProcessingStats.model_validate(get_json(s3, processed.bucket, processed.key + PROCESSED_STATS))
+    if stats.refused:
+        raise InvalidInputError(f"{stats.refused} ({processed_uri}{PROCESSED_REJECTED})")
+
+
 def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: float) -> RoutingOutput:
     """Split the processed records by confidence, then publish the transform state processing fitted, if it did."""
     plan = run.require_plan()
+    refuse_if_processing_did(s3, plan.processed_uri)
     spec = read_run_spec(s3, plan.spec_uri)
     threshold = spec.confidence_threshold if spec.confidence_threshold is not None else default_threshold
     processed = S3Location.parse(plan.processed_uri)

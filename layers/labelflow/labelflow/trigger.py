@@ -38,7 +38,7 @@ def ignore_reason(obj: ObjectRef, bucket: str) -> str | None:
     return None
 
 
-def run_input_for(obj: ObjectRef, now: datetime | None = None) -> RunInput:
+def run_input_for(obj: ObjectRef, now: datetime | None = None, delivery_id: str | None = None) -> RunInput:
     dataset = dataset_of(obj.key)
     if dataset is None:
         raise ValueError(f"not a dataset key: {obj.key}")
@@ -54,6 +54,7 @@ def run_input_for(obj: ObjectRef, now: datetime | None = None) -> RunInput:
         dataset=dataset,
         run_id=run_id_for(obj.bucket, obj.key, version),
         received_at=received,
+        delivery_id=delivery_id,
     )
 
 
@@ -77,7 +78,10 @@ def start_run(sfn: SFNClient, state_machine_arn: str, run: RunInput) -> StartedE
     )
 
 
-def handle_objects(objects: list[ObjectRef], sfn: SFNClient, bucket: str, state_machine_arn: str) -> TriggerResult:
+def handle_objects(
+    objects: list[ObjectRef], sfn: SFNClient, bucket: str, state_machine_arn: str, delivery_id: str | None = None
+) -> TriggerResult:
+    """Start a run per dataset object; `delivery_id` (the Lambda request id) tells deliveries apart."""
     results: list[StartedExecution] = []
     for obj in objects:
         reason = ignore_reason(obj, bucket)
@@ -85,5 +89,5 @@ def handle_objects(objects: list[ObjectRef], sfn: SFNClient, bucket: str, state_
             logger.info("object ignored", extra={"key": obj.key, "reason": reason})
             results.append(StartedExecution(key=obj.key, version_id=obj.version_id, status="ignored", reason=reason))
             continue
-        results.append(start_run(sfn, state_machine_arn, run_input_for(obj)))
+        results.append(start_run(sfn, state_machine_arn, run_input_for(obj, delivery_id=delivery_id)))
     return TriggerResult(executions=results)

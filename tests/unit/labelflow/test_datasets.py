@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 
@@ -102,6 +103,15 @@ def test_binary_input_is_rejected(spec: DatasetSpec) -> None:
         check_input(KEY, body, spec, WHERE)
 
 
+def test_a_stray_nul_in_one_cell_leaves_the_file_text(spec: DatasetSpec) -> None:
+    # Given a CSV whose one id holds a NUL byte among many rows
+    rows = "".join(f"r{i},fine,2024-01-01,books,1,9.5,yes\n" for i in range(20))
+    body = f"{HEADER}\nr\x00x,fine,2024-01-01,books,1,9.5,yes\n{rows}".encode()
+
+    # When it is checked / Then it is still a CSV file (processing rejects that row, not the file)
+    assert check_input(KEY, body, spec, WHERE).format == "csv"
+
+
 def test_multibyte_char_cut_at_the_probe_end_is_accepted(spec: DatasetSpec) -> None:
     # Given a probe that ends in the middle of a multi-byte character (the range read cut it)
     body = (HEADER + "\nr1,caf").encode() + "é".encode()[:1]
@@ -186,13 +196,16 @@ def test_a_file_that_is_not_what_it_claims_is_rejected(spec: DatasetSpec, key: s
 
 
 # ------------------------------------------------------------------------ probe_input
+LIMIT = 400_000
+
+
 def test_probe_input_returns_the_size(s3: Any, bucket: str, spec: DatasetSpec) -> None:
     # Given a valid CSV object version
     body = f"{HEADER}\nr1,great,2024-01-01,books,1,9.5,yes\n".encode()
     version = s3.put_object(Bucket=bucket, Key="raw/reviews/data.csv", Body=body)["VersionId"]
 
     # When it is probed / Then it is a comma-separated csv with the header's columns
-    resolved = probe_input(s3, bucket, "raw/reviews/data.csv", version, spec)
+    resolved = probe_input(s3, bucket, "raw/reviews/data.csv", version, spec, LIMIT)
     assert (resolved.format, resolved.delimiter, resolved.gzip) == ("csv", ",", False)
     assert resolved.columns == HEADER.split(",")
 
@@ -203,10 +216,10 @@ def test_probe_input_reads_the_given_version(s3: Any, bucket: str, spec: Dataset
     s3.put_object(Bucket=bucket, Key="raw/reviews/data.csv", Body=b"nope\n")
 
     # When the first version is probed / Then it is the one checked, not the latest
-    assert probe_input(s3, bucket, "raw/reviews/data.csv", good, spec).columns == HEADER.split(",")
+    assert probe_input(s3, bucket, "raw/reviews/data.csv", good, spec, LIMIT).columns == HEADER.split(",")
     # and the latest is rejected when no version is given
     with pytest.raises(InvalidInputError, match="missing required columns"):
-        probe_input(s3, bucket, "raw/reviews/data.csv", None, spec)
+        probe_input(s3, bucket, "raw/reviews/data.csv", None, spec, LIMIT)
 
 
 def test_probe_input_rejects_an_empty_object(s3: Any, bucket: str, spec: DatasetSpec) -> None:
@@ -215,7 +228,7 @@ def test_probe_input_rejects_an_empty_object(s3: Any, bucket: str, spec: Dataset
 
     # When it is probed / Then it is reported empty
     with pytest.raises(InvalidInputError, match="raw/reviews/empty.csv is empty"):
-        probe_input(s3, bucket, "raw/reviews/empty.csv", version, spec)
+        probe_input(s3, bucket, "raw/reviews/empty.csv", version, spec, LIMIT)
 
 
 def test_probe_input_rejects_a_missing_version(s3: Any, bucket: str, spec: DatasetSpec) -> None:
@@ -224,14 +237,35 @@ def test_probe_input_rejects_a_missing_version(s3: Any, bucket: str, spec: Datas
 
     # When it is probed / Then the input is invalid, naming the version
     with pytest.raises(InvalidInputError, match="version 00000000-0000-0000-0000-000000000000. no longer exists"):
-        probe_input(s3, bucket, "raw/reviews/data.csv", "00000000-0000-0000-0000-000000000000", spec)
+        probe_input(s3, bucket, "raw/reviews/data.csv", "00000000-0000-0000-0000-000000000000", spec, LIMIT)
 
 
 def test_probe_input_rejects_a_missing_key(s3: Any, bucket: str, spec: DatasetSpec) -> None:
     # Given a key that was deleted before the run started
     # When it is probed / Then the input is invalid
     with pytest.raises(InvalidInputError, match="no longer exists"):
-        probe_input(s3, bucket, "raw/reviews/gone.csv", None, spec)
+        probe_input(s3, bucket, "raw/reviews/gone.csv", None, spec, LIMIT)
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_file_with_more_rows_than_a_run_can_ingest_is_refused_naming_the_limit(
+    s3: Any, bucket: str, spec: DatasetSpec, gzipped: bool
+) -> None:
+    # Given a 3,000-row file (gzipped or not) and a limit of 1,000 rows per run
+    rows = "".join(f"r{i},fine,2024-01-01,books,{i % 7},9.5,yes\n" for i in range(3000))
+    body = f"{HEADER}\n{rows}".encode()
+    key = "raw/reviews/big.csv" + (".gz" if gzipped else "")
+    body = gzip.compress(body) if gzipped else body
+    version = s3.put_object(Bucket=bucket, Key=key, Body=body)["VersionId"]
+
+    # When it is probed with a probe smaller than the file / Then it is refused with the estimate and the limit
+    with (
+        patch("labelflow.datasets.HEADER_PROBE_BYTES", 8 * 1024),
+        pytest.raises(InvalidInputError, match=r"holds about [23],\d{3} rows .* at most 1,000 .*split it"),
+    ):
+        probe_input(s3, bucket, key, version, spec, 1000)
+    # And it passes under a limit it fits in
+    assert probe_input(s3, bucket, key, version, spec, 5000).format == "csv"
 
 
 # ------------------------------------------------------------------------ spec loading

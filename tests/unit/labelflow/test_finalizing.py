@@ -11,7 +11,14 @@ from botocore.exceptions import ClientError
 from labelflow.finalizing import EVENT_DETAIL_TYPE, EVENT_SOURCE, build_manifest, error_of, finalize_run, run_status
 from labelflow.models.artifacts import ProcessingStats
 from labelflow.models.run import FeatureGroupLineage, RunError, TransformStateLineage
-from labelflow.models.state import FinalizeInput, IngestOutput, MergeOutput, StepError, WorkflowState
+from labelflow.models.state import (
+    FinalizeInput,
+    FinalizeReingestInput,
+    IngestOutput,
+    MergeOutput,
+    StepError,
+    WorkflowState,
+)
 from tests.conftest import load_event
 
 NOW = datetime(2026, 11, 25, 2, 30, 0, tzinfo=UTC)
@@ -154,9 +161,11 @@ def test_manifest_of_a_complete_run() -> None:
     # When run.json is built
     manifest = build_manifest(request, stats, NOW)
 
-    # Then every count comes from its step, and every artifact and job is recorded
+    # Then every count comes from its step, and every artifact and job is recorded; rows rejected by processing
+    # (under the spec's max_rejected_share, or processing would have failed the run) leave it SUCCEEDED
     assert manifest.status == "SUCCEEDED"
     assert manifest.error is None
+    assert manifest.reason is None
     state = request.state
     plan, routing, merged = state.require_plan(), state.require_routing(), state.require_merge()
     assert state.processing is not None and state.labeling is not None and state.ingest is not None
@@ -265,6 +274,8 @@ def test_finalize_run_writes_run_json_even_when_the_event_fails(s3: Any, bucket:
         "dataset": "reviews",
         "status": "FAILED",
         "bucket": "labelflow-demo",
+        "reason": "InvalidInputError: s3://labelflow-demo/raw/reviews/sample.csv is missing required columns: price",
+        "run_json": "s3://labelflow-demo/runs/reviews/afbcf3d3f25e2c3dba66/run.json",
     }
 
 
@@ -304,3 +315,35 @@ def test_an_input_gone_before_quarantine_still_gets_its_run_json(s3: Any, bucket
     manifest = finalize_run(request, s3, StubEvents(), now=NOW)
     assert manifest.status == "FAILED" and manifest.artifacts.quarantine_uri is None
     assert s3.get_object(Bucket=bucket, Key=f"runs/reviews/{request.state.run_id}/run.json")
+
+
+# ------------------------------------------------------------------------ reingest
+def test_a_reingest_that_sent_every_failed_record_makes_the_run_succeed(s3: Any, bucket: str) -> None:
+    # Given a PARTIAL run.json: 3 records not ingested
+    full = full_request()
+    state = with_sections(
+        full.state, ingest=IngestOutput(feature_group="g", ingested=37, failed=3, failures_uri="s3://x")
+    )
+    partial = finalize_run(full.model_copy(update={"state": state}), s3, StubEvents(), now=NOW)
+    assert partial.status == "PARTIAL" and partial.reason and "3 records not ingested" in partial.reason
+    # When a reingest ingested all three
+    events = StubEvents()
+    request = FinalizeReingestInput.model_validate(
+        {
+            "state": {
+                "reingest": {"bucket": bucket, "dataset": "reviews", "run_id": state.run_id},
+                "ingest": {"feature_group": "g", "ingested": 3, "failed": 0},
+            },
+            "execution_id": "arn:aws:states:us-east-1:123456789012:execution:labelflow:reviews-x-reingest-1",
+            "started_at": "2026-11-25T03:00:00Z",
+        }
+    )
+    manifest = finalize_run(request, s3, events, now=NOW)
+    # Then run.json counts them, the run SUCCEEDED, and the reingest is in its history
+    assert manifest.status == "SUCCEEDED" and manifest.reason is None
+    assert (manifest.counts.ingested, manifest.counts.ingest_failed) == (40, 0)
+    assert manifest.artifacts.ingest_failures_uri is None
+    [reingest] = manifest.reingests
+    assert (reingest.resent, reingest.previous_status) == (3, "PARTIAL")
+    stored = json.loads(s3.get_object(Bucket=bucket, Key=f"runs/reviews/{state.run_id}/run.json")["Body"].read())
+    assert stored["status"] == "SUCCEEDED" and json.loads(events.entries[0]["Detail"])["status"] == "SUCCEEDED"

@@ -5,11 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from labelflow.ingestion import feature_record, put_all
-from labelflow.models.records import LabeledRecord
+from labelflow.errors import ManifestError
+from labelflow.ingestion import Checkpoints, FeatureStoreWriter, feature_record, ingest_stream, put_all
+from labelflow.layout import RunLayout
+from labelflow.models.records import IngestProgress, LabeledRecord
+from tests.conftest import BUCKET
 
 
 def labeled(record_id: str = "r1") -> LabeledRecord:
@@ -114,27 +119,124 @@ def test_put_all_with_no_records() -> None:
     assert put_all([], lambda record: None, max_workers=1) == []
 
 
-def test_put_all_reads_records_a_window_at_a_time() -> None:
-    # Given 5000 records produced lazily and a pool of 2 workers (window 2 × 64)
-    produced = 0
-    done = 0
-    lock = threading.Lock()
+# ------------------------------------------------------------------------ checkpoints and exactly once
+class FakeStore:
+    """PutRecord/GetRecord in memory; every accepted write is kept (the offline store), the latest per id online."""
+
+    def __init__(self, crash_at: int | None = None, refuse: frozenset[str] = frozenset()) -> None:
+        self.crash_at, self.refuse = crash_at, refuse
+        self.writes: list[dict[str, str]] = []
+        self.online: dict[str, list[dict[str, str]]] = {}
+        self.calls = 0
+        self.gets = 0
+        self.lock = threading.Lock()
+
+    def put_record(self, FeatureGroupName: str, Record: list[dict[str, str]]) -> None:  # noqa: N803
+        values = {item["FeatureName"]: item["ValueAsString"] for item in Record}
+        with self.lock:
+            self.calls += 1
+            if self.crash_at is not None and self.calls == self.crash_at:
+                raise Crash(f"crashed at {self.calls}")
+            if values["record_id"] in self.refuse:
+                raise ClientError({"Error": {"Code": "ValidationError", "Message": "refused"}}, "PutRecord")
+            self.writes.append(values)
+            self.online[values["record_id"]] = Record
+
+    def get_record(self, FeatureGroupName: str, RecordIdentifierValueAsString: str) -> dict[str, Any]:  # noqa: N803
+        with self.lock:
+            self.gets += 1
+            record = self.online.get(RecordIdentifierValueAsString)
+        return {"Record": record} if record else {}
+
+
+class Crash(Exception):
+    """Not a botocore error: it stops the step, as a crash would."""
+
+
+def lines(count: int) -> list[dict[str, Any]]:
+    return [labeled(f"r{n:03d}").model_dump() for n in range(count)]
+
+
+def ingest(s3: Any, store: FakeStore, count: int = 20, batch: int = 4) -> IngestProgress:
+    checkpoints = Checkpoints.of_run(s3, BUCKET, RunLayout("reviews", "run-1"))
+    return ingest_stream(lines(count), "s3://b/labeled.jsonl", FeatureStoreWriter(store, "g"), checkpoints, 2, batch)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("crash_at", [1, 4, 5, 11, 20])
+def test_a_step_that_crashed_and_ran_again_writes_every_record_exactly_once(
+    s3: Any, bucket: str, crash_at: int
+) -> None:
+    # Given an ingestion of 20 records in batches of 4 that crashes as it sends record `crash_at`
+    store = FakeStore(crash_at=crash_at)
+    with pytest.raises(Crash):
+        ingest(s3, store)
+    # When the step runs again
+    progress = ingest(s3, store)
+    # Then every record was written once, and the checkpoint counts them all
+    assert sorted(w["record_id"] for w in store.writes) == [f"r{n:03d}" for n in range(20)]
+    assert (progress.batches_done, progress.ingested, progress.failed) == (5, 20, 0)
+    # And only the interrupted batch was checked against the online store
+    assert store.gets == 4
+
+
+def test_a_step_that_finished_and_ran_again_writes_nothing(s3: Any, bucket: str) -> None:
+    # Given an ingestion that finished / When the step runs again (a retry after a lost response)
+    store = FakeStore()
+    ingest(s3, store)
+    progress = ingest(s3, store)
+    # Then nothing was written twice and nothing was probed
+    assert len(store.writes) == 20 and store.gets == 0 and progress.ingested == 20
+
+
+def test_failures_are_kept_per_batch_and_counted(s3: Any, bucket: str) -> None:
+    # Given a store that refuses two records in different batches
+    store = FakeStore(refuse=frozenset({"r001", "r013"}))
+    # When they are ingested
+    progress = ingest(s3, store)
+    # Then the checkpoint counts them, and each failing batch has its failures file
+    assert (progress.ingested, progress.failed, progress.failure_batches) == (18, 2, [0, 3])
+    checkpoints = Checkpoints.of_run(s3, BUCKET, RunLayout("reviews", "run-1"))
+    assert [f.record_id for f in checkpoints.failures(progress)] == ["r001", "r013"]
+
+
+def test_a_checkpoint_of_another_file_is_refused(s3: Any, bucket: str) -> None:
+    # Given a checkpoint of one labeled file
+    ingest(s3, FakeStore())
+    checkpoints = Checkpoints.of_run(s3, BUCKET, RunLayout("reviews", "run-1"))
+    # When another file is ingested with it / Then it is refused, naming both
+    with pytest.raises(ManifestError, match="not s3://b/other.jsonl"):
+        ingest_stream(lines(3), "s3://b/other.jsonl", FeatureStoreWriter(FakeStore(), "g"), checkpoints, 1)  # type: ignore[arg-type]
+
+
+def test_ingestion_reads_the_file_a_batch_at_a_time() -> None:
+    # Given 5000 lines produced lazily, and a put that notes how far reading ran ahead of writing
+    produced = done = 0
     ahead: list[int] = []
+    lock = threading.Lock()
 
-    def records() -> Iterator[LabeledRecord]:
+    def produce() -> Iterator[dict[str, Any]]:
         nonlocal produced
-        for n in range(5000):
+        for line in lines(5000):
             produced += 1
-            yield labeled(f"r{n}")
+            yield line
 
-    def put(record: LabeledRecord) -> None:
-        nonlocal done
-        with lock:
-            ahead.append(produced - done)
-            done += 1
+    class Counting(FakeStore):
+        def put_record(self, FeatureGroupName: str, Record: list[dict[str, str]]) -> None:  # noqa: N803
+            nonlocal done
+            with lock:
+                ahead.append(produced - done)
+                done += 1
 
-    # When they are all put
-    failures = put_all(records(), put, max_workers=2)
-    # Then every record was put, and reading never ran more than one window ahead of writing
-    assert failures == [] and done == 5000
-    assert max(ahead) <= 2 * 64
+    class Memory:
+        folder, failures_key, s3, bucket = "f", "f/x", None, "b"
+
+        def load(self) -> None:
+            return None
+
+        def save(self, progress: IngestProgress) -> None:
+            pass
+
+    # When they are ingested in batches of 100
+    ingest_stream(produce(), "s3://b/l", FeatureStoreWriter(Counting(), "g"), Memory(), 4, 100)  # type: ignore[arg-type]
+    # Then every record was written, and reading never ran more than one batch ahead
+    assert done == 5000 and max(ahead) <= 100

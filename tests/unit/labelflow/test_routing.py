@@ -5,12 +5,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
+from labelflow.errors import InvalidInputError
 from labelflow.layout import RunLayout
 from labelflow.models.records import AutoLabel, Prediction, ProcessedRecord
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import WorkflowState
 from labelflow.review.manifests import LABEL_ATTRIBUTE
-from labelflow.routing import labeling_job_request, publish_ui_template, split_by_confidence
+from labelflow.routing import (
+    labeling_job_request,
+    publish_ui_template,
+    refuse_if_processing_did,
+    split_by_confidence,
+)
+from labelflow.s3 import put_json
 
 LABELS = ["negative", "positive"]
 
@@ -164,3 +173,25 @@ def test_ui_template_is_published_content_addressed_once(s3: Any, bucket: str) -
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert b"crowd-classifier" in body
     assert len(s3.list_object_versions(Bucket=bucket, Prefix="artifacts/")["Versions"]) == 1
+
+
+def test_a_file_processing_refused_fails_the_run_with_processings_sentence(s3: Any, bucket: str) -> None:
+    # Given processing's stats.json refusing the file (too many rows rejected)
+    processed = f"s3://{bucket}/runs/reviews/r1/processed/abc/"
+    sentence = "input.csv: 3 of 5 rows were rejected (60.0%), above the spec's max_rejected_share of 0.5"
+    put_json(
+        s3,
+        bucket,
+        "runs/reviews/r1/processed/abc/stats.json",
+        {"records_in": 5, "records_out": 0, "rejected": 3, "refused": sentence},
+    )
+
+    # When routing starts / Then the run fails as an invalid input (quarantined), naming where the reasons are
+    with pytest.raises(InvalidInputError, match=re.escape(f"{sentence} ({processed}rejected.jsonl)")):
+        refuse_if_processing_did(s3, processed)
+
+
+def test_a_file_processing_accepted_goes_on(s3: Any, bucket: str) -> None:
+    # Given ordinary stats / When routing checks them / Then nothing is raised
+    put_json(s3, bucket, "runs/reviews/r1/processed/abc/stats.json", {"records_in": 5, "records_out": 5, "rejected": 0})
+    refuse_if_processing_did(s3, f"s3://{bucket}/runs/reviews/r1/processed/abc/")

@@ -168,3 +168,16 @@ def test_a_feature_store_setting_that_cannot_name_or_create_a_group_is_refused(
     # When the plan settings load / Then the variable is named, at cold start rather than at the first new dataset
     with pytest.raises(ConfigError, match=f"PlanSettings environment: {name}: "):
         load_settings(PlanSettings)
+
+
+@pytest.mark.parametrize("instance_type", ["ml.m7i-flex.large", "ml.c7i-flex.16xlarge", "ml.g4dn.xlarge"])
+def test_every_processing_instance_family_spelling_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, instance_type: str
+) -> None:
+    # Given an instance type from the template's list, hyphenated family included
+    plan_environment(monkeypatch, PROCESSING_INSTANCE_TYPE=instance_type)
+
+    # When the plan settings are loaded / Then it is kept, and a run carries 400,000 records by default
+    settings = load_settings(PlanSettings)
+    assert settings.processing_instance_type == instance_type
+    assert settings.max_records_per_run == 400_000

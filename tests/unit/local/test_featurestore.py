@@ -455,3 +455,81 @@ def test_a_put_record_the_runtime_model_forbids_is_a_validation_error(runtime: A
         runtime.put_record(FeatureGroupName=GROUP, Record=record(**{"bad name": "1"}))
     assert raised.value.response["Error"]["Code"] == "ValidationError"
     assert "'record.5.member.featureName'" in raised.value.response["Error"]["Message"]
+
+
+# ------------------------------------------------------------------------------ Feature Store's limits
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"record_id": "r" * 2049}, "record identifier"),
+        ({"label": "x" * (350 * 1024 + 1)}, "value limit"),
+        ({"label": "x" * (200 * 1024), "verified_purchase": "1", "record_id": "r1", "helpful_votes": "1"}, None),
+        ({"helpful_votes": str(2**63)}, "64-bit signed Integral range"),
+        ({"event_time": "2024-05-01T10:15:00.123456789Z"}, None),
+    ],
+)
+def test_records_over_feature_stores_limits_are_refused_naming_the_limit(
+    store: LocalFeatureStore, values: dict[str, str], problem: str | None
+) -> None:
+    # Given a record at or over one of Feature Store's limits (quotas page: 2 KB id, 350 KB value and record)
+    given = {"record_id": "r1", "event_time": "2024-05-01T10:15:00Z", "label": "positive", **values}
+    put = [{"FeatureName": name, "ValueAsString": value} for name, value in given.items()]
+    # When it is put / Then it is refused with the limit named, or kept when within the limits
+    if problem is None:
+        store.put_record(GROUP, put)
+        assert store.online_records(GROUP)[given["record_id"]]["label"] == given["label"]
+    else:
+        with pytest.raises(ValidationError, match=problem):
+            store.put_record(GROUP, put)
+
+
+def test_a_record_over_350_kb_in_all_is_refused(store: LocalFeatureStore) -> None:
+    # Given two values of 200 KB each: each within the value limit, together over the record limit
+    big = record(label="x" * (200 * 1024))
+    big.append({"FeatureName": "label_confidence", "ValueAsString": "0." + "1" * (200 * 1024)})
+    # When it is put / Then the record's size is refused
+    with pytest.raises(ValidationError, match="over the 358400-byte limit"):
+        store.put_record(GROUP, big)
+
+
+def test_a_fractional_event_time_outside_years_0000_to_9999_is_refused(tmp_path: Path) -> None:
+    # Given a group whose event time is epoch seconds
+    store = LocalFeatureStore(tmp_path, REGION, ACCOUNT)
+    group = reviews_group()
+    store.add_group(
+        FeatureGroup(group.name, "record_id", "event_time", {**group.features, "event_time": "Fractional"}, EPOCH)
+    )
+    # When a record in year 10000 is put / Then it is refused; year 1 is accepted
+    with pytest.raises(ValidationError, match="event time range"):
+        store.put_record(GROUP, record(event_time="253402300800"))
+    store.put_record(GROUP, record(event_time="-62135596800"))
+
+
+def test_flushed_groups_and_online_records_are_loaded_back(store: LocalFeatureStore, tmp_path: Path) -> None:
+    # Given a store with a created group and a record, flushed
+    runtime_root = tmp_path / "reload"
+    first = LocalFeatureStore(runtime_root, REGION, ACCOUNT)
+    first.create_group(
+        {
+            "FeatureGroupName": "g1",
+            "RecordIdentifierFeatureName": "record_id",
+            "EventTimeFeatureName": "event_time",
+            "FeatureDefinitions": [
+                {"FeatureName": "record_id", "FeatureType": "String"},
+                {"FeatureName": "event_time", "FeatureType": "String"},
+            ],
+        }
+    )
+    first.put_record(
+        "g1",
+        [
+            {"FeatureName": "record_id", "ValueAsString": "a"},
+            {"FeatureName": "event_time", "ValueAsString": "2024-05-01T10:15:00Z"},
+        ],
+    )
+    first.flush()
+    # When a new store loads the same root / Then it knows the group and its online records
+    second = LocalFeatureStore(runtime_root, REGION, ACCOUNT)
+    assert second.load() == ["g1"]
+    assert set(second.online_records("g1")) == {"a"}
+    assert second.describe_group("g1")["FeatureGroupStatus"] == "Created"

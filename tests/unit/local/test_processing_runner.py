@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from labelflow.formats import ResolvedInput
+from labelflow.models.spec import DatasetSpec
 from labelflow_local.processing import LocalProcessing, download_prefix, upload_tree
 from labelflow_local.processing_env import ensure_processing_env
 
@@ -301,14 +302,18 @@ def engine(s3: Any, bucket: str) -> str:
     for path in sorted(PROCESSING.rglob("*.py")):
         put(s3, bucket, f"code/{path.relative_to(PROCESSING).as_posix()}", path.read_text(encoding="utf-8"))
     put(s3, bucket, "runs/r1/input/landed", "id,ts,text,num\na,1767225600,t,1\nb,1767225600,t,3\n")
-    spec = {
-        "record_id_column": "id",
-        "event_time_column": "ts",
-        "display_columns": ["text"],
-        "features": [{"name": "num", "type": "numeric", "impute": "mean", "scaling": "standard"}],
-        "labels": ["a", "b"],
-    }
-    put(s3, bucket, "runs/r1/spec/spec.json", json.dumps(spec))
+    # As planning freezes it: validated, every default filled in.
+    spec = DatasetSpec.model_validate(
+        {
+            "dataset": "r",
+            "record_id_column": "id",
+            "event_time_column": "ts",
+            "display_columns": ["text"],
+            "features": [{"name": "num", "type": "numeric", "impute": "mean", "scaling": "standard"}],
+            "labels": ["a", "b"],
+        }
+    )
+    put(s3, bucket, "runs/r1/spec/spec.json", spec.model_dump_json())
     return bucket
 
 

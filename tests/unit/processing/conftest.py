@@ -54,6 +54,12 @@ def make_spec(features: list[dict[str, Any]] | None = None, **overrides: Any) ->
     return DatasetSpec.model_validate(fields).model_dump(mode="json")
 
 
+def demo_spec(**overrides: Any) -> dict[str, Any]:
+    """The demo's reviews spec, validated and dumped as planning hands it to the job (defaults filled in)."""
+    fields = json.loads((DEMO / "datasets" / "reviews.json").read_text(encoding="utf-8"))
+    return DatasetSpec.model_validate({**fields, **overrides}).model_dump(mode="json")
+
+
 def read_as(name: str = "input.csv", **told: Any) -> list[str]:
     """The reading arguments planning passes (ResolvedInput's), for a file called `name`.
 

@@ -24,3 +24,5 @@ class ProcessingStats(BaseModel):
     records_in: int = Field(ge=0)
     records_out: int = Field(ge=0)
     rejected: int = Field(ge=0)
+    # Set when processing refused the file (too many rows rejected): the sentence saying so; no records then.
+    refused: str | None = None

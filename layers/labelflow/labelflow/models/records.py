@@ -71,6 +71,18 @@ class IngestFailure(_Record):
     error: str
 
 
+class IngestProgress(_Record):
+    """An ingestion's checkpoint: records are written in batches, in file order, and each finished batch is
+    counted here before the next starts, so a retried step resumes after the last finished batch."""
+
+    source_uri: str = Field(description="the JSON Lines file being ingested")
+    batch_size: int = Field(ge=1)
+    batches_done: int = Field(default=0, ge=0)
+    ingested: int = Field(default=0, ge=0)
+    failed: int = Field(default=0, ge=0)
+    failure_batches: list[int] = Field(default_factory=list, description="batches whose failures file exists")
+
+
 def display_text(display: dict[str, str]) -> str:
     """The display columns as plain text: the value alone for one column, else `column: value` lines."""
     if len(display) == 1:

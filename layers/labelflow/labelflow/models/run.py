@@ -84,6 +84,20 @@ class RunError(_RunModel):
 RunStatus = Literal["SUCCEEDED", "PARTIAL", "FAILED"]
 
 
+class ReingestLineage(_RunModel):
+    """One `labelflow reingest` of the run's failed records, and what the run was before it."""
+
+    execution_id: str
+    started_at: str
+    finished_at: str
+    resent: int = Field(description="failed records sent again")
+    ingested: int
+    failed: int
+    previous_status: RunStatus
+    previous_error: RunError | None = None
+    error: RunError | None = Field(default=None, description="why the reingest itself stopped")
+
+
 class RunManifest(_RunModel):
     run_id: str
     dataset: str
@@ -103,3 +117,5 @@ class RunManifest(_RunModel):
     counts: RunCounts
     artifacts: RunArtifacts
     error: RunError | None = None
+    reason: str | None = Field(default=None, description="why the run did not succeed, in one sentence")
+    reingests: list[ReingestLineage] = Field(default_factory=list)

@@ -24,7 +24,9 @@ class TriggerSettings(BucketSettings):
 
 class PlanSettings(BucketSettings):
     processing_image_uri: str = Field(alias="PROCESSING_IMAGE_URI", min_length=1)
-    processing_instance_type: str = Field(alias="PROCESSING_INSTANCE_TYPE", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    # ml.<family>.<size>, families with hyphens too (ml.m7i-flex.large); the exact list is the template's
+    # AllowedValues and CreateProcessingJob's enum.
+    processing_instance_type: str = Field(alias="PROCESSING_INSTANCE_TYPE", pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
     # One object per run, replicated to every instance: more than one would repeat the work.
     processing_instance_count: int = Field(default=1, alias="PROCESSING_INSTANCE_COUNT", ge=1, le=1)
     processing_volume_size_gb: int = Field(default=30, alias="PROCESSING_VOLUME_SIZE_GB", ge=1, le=16_384)
@@ -39,6 +41,8 @@ class PlanSettings(BucketSettings):
         alias="FEATURE_STORE_ROLE_ARN", pattern=r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
     )
     offline_store_s3_uri: str = Field(alias="OFFLINE_STORE_S3_URI", pattern=r"^s3://[^/]+(/.*)?$", max_length=1024)
+    # 600 records/s x 900 s is 540,000 (labelflow.datasets): a quarter kept as margin for slower records.
+    max_records_per_run: int = Field(default=400_000, alias="MAX_RECORDS_PER_RUN", ge=1)
 
 
 class RouteSettings(BucketSettings):

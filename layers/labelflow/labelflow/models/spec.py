@@ -26,6 +26,15 @@ _FEATURE_STORE_NAME = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
 RESERVED_FEATURE_NAMES = frozenset({"is_deleted", "write_time", "api_invocation_time"})
 # Columns labelflow adds to every feature record, beside the dataset's own features.
 LABEL_FEATURES = ("label", "label_source", "label_confidence", "run_id")
+# A row's cells travel to human review in one line of Ground Truth's input manifest, and "the JSON line objects in
+# your manifest can be up to 100 kilobytes" (SageMaker guide, sms-custom-templates-step3-lambda-requirements).
+MAX_ROW_BYTES = 100 * 1024
+# One cell at most 64 KiB leaves that line room for the row's other cells, its record id and JSON escaping. Feature
+# Store's own ceilings are higher: ValueAsString max 358,400 (botocore sagemaker-featurestore-runtime 2020-07-01),
+# 350 KB per value and per record (SageMaker guide, feature-store-quotas).
+MAX_CELL_BYTES = 64 * 1024
+# Past half its rows rejected, a file is more likely the wrong file or a broken export than good data with bad rows.
+DEFAULT_MAX_REJECTED_SHARE = 0.5
 
 
 class _Strict(BaseModel):
@@ -203,6 +212,31 @@ class DatasetSpec(_Strict):
         default=None, ge=0.0, le=1.0, description="records below it go to humans; the deployment default when unset"
     )
     labeling: LabelingSpec = Field(default=LabelingSpec(), description="what reviewers see, and how many")
+    max_rejected_share: float = Field(
+        default=DEFAULT_MAX_REJECTED_SHARE,
+        ge=0.0,
+        le=1.0,
+        description="the share of a run's rows that may be rejected (bad values, duplicates, oversized cells...); "
+        f"above it the processing step fails, rejected.jsonl still written. Default {DEFAULT_MAX_REJECTED_SHARE}: "
+        "a file mostly rejected is more likely the wrong file or a broken export than good data with some bad rows. "
+        "A file with no accepted row always fails",
+    )
+    max_cell_bytes: int = Field(
+        default=MAX_CELL_BYTES,
+        ge=1,
+        le=MAX_CELL_BYTES,
+        description=f"a row with a longer cell (UTF-8 bytes, in a column labelflow reads) is rejected. At most "
+        f"{MAX_CELL_BYTES:,} (64 KiB): a row's cells must fit one Ground Truth input manifest line (100 KB), and "
+        "Feature Store takes at most 350 KB per value",
+    )
+    max_row_bytes: int = Field(
+        default=MAX_ROW_BYTES,
+        ge=1,
+        le=MAX_ROW_BYTES,
+        description=f"a row whose cells (UTF-8 bytes, in the columns labelflow reads) add up to more is rejected. "
+        f"At most {MAX_ROW_BYTES:,} (100 KB): Ground Truth's limit for one input manifest line, which carries the "
+        "row to review",
+    )
     fit_version: int = Field(
         default=1,
         ge=1,

@@ -25,6 +25,10 @@ class RunInput(_Payload):
     dataset: str
     run_id: str
     received_at: str
+    # StartExecution answers a repeat of a running execution's name and input with that execution (it is
+    # idempotent for STANDARD workflows, Step Functions API reference): the invocation's id makes each delivery's
+    # input its own, so a repeated delivery is refused (ExecutionAlreadyExists) and never counted as a start.
+    delivery_id: str | None = None
 
 
 class PlanOutput(_Payload):
@@ -96,6 +100,14 @@ class IngestOutput(_Payload):
     failures_uri: str | None = None
 
 
+class ReingestInput(_Payload):
+    """A manual execution's input `{"reingest": {...}}`: re-send the failed records of a finished run."""
+
+    bucket: str
+    dataset: str
+    run_id: str
+
+
 class StepError(_Payload):
     """A Catch result: the ASL error name and its cause."""
 
@@ -130,8 +142,28 @@ class WorkflowState(RunInput):
         return self.merge
 
 
+class ReingestState(_Payload):
+    """The state document of a reingest execution."""
+
+    reingest: ReingestInput
+    ingest: IngestOutput | None = None
+    error: StepError | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.reingest.run_id
+
+
 class FinalizeInput(_Payload):
     state: WorkflowState
+    execution_id: str
+    started_at: str
+
+
+class FinalizeReingestInput(_Payload):
+    """FinalizeRun's input at the end of a reingest execution."""
+
+    state: ReingestState
     execution_id: str
     started_at: str
 
