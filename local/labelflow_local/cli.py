@@ -141,18 +141,23 @@ def _run(args: argparse.Namespace) -> int:
         # reported below in one line, and --debug keeps those logs.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 
-    report = demo.run_local(
-        args.file,
-        args.spec,
-        args.model,
-        args.workdir,
-        truth=args.truth,
-        worker_accuracy=args.worker_accuracy,
-        seed=args.seed,
-        workers_per_task=args.workers,
-        reviewers=_reviewers(args),
-        log_level=args.log_level,
-    )
+    reviewers, prompt = _reviewers(args, _load_spec(args.spec))
+
+    def run() -> demo.RunReport:
+        return demo.run_local(
+            args.file,
+            args.spec,
+            args.model,
+            args.workdir,
+            truth=args.truth,
+            worker_accuracy=args.worker_accuracy,
+            seed=args.seed,
+            workers_per_task=args.workers,
+            reviewers=reviewers,
+            log_level=args.log_level,
+        )
+
+    report = prompt.run(run) if prompt is not None else run()
     print(demo.report_json(report) if args.json else demo.summary(report))
     if report.manifest.status == "SUCCEEDED":
         return 0
@@ -191,15 +196,22 @@ def _ask_on_stderr(prompt: str) -> str:
     return input()
 
 
-def _reviewers(args: argparse.Namespace) -> Any:
-    from labelflow_local.review import AnswersFile, TerminalReviewer
+def _reviewers(args: argparse.Namespace, spec: DatasetSpec) -> tuple[Any, Any]:
+    """The review backend (None: simulated workers who know --truth), and for the terminal the main-thread prompt.
+
+    A person's answers are kept under the workdir per dataset, so a later run over the same records resumes.
+    """
+    from labelflow_local.review import AnswersFile, MainThreadPrompt, TerminalReviewer
 
     if args.answers is not None:
-        return AnswersFile(args.answers)
-    if args.reviewer == "terminal":
-        # With --json, stdout is the report alone: the conversation goes to stderr.
-        return TerminalReviewer(ask=_ask_on_stderr, say=_say_on_stderr) if args.json else TerminalReviewer()
-    return None  # simulated workers
+        return AnswersFile(args.answers, spec.labels), None
+    if args.reviewer != "terminal":
+        return None, None
+    # With --json, stdout is the report alone: the conversation goes to stderr.
+    prompt = MainThreadPrompt(_ask_on_stderr if args.json else input)
+    say = _say_on_stderr if args.json else print
+    saved = args.workdir / "review" / f"{spec.dataset}.terminal.jsonl"
+    return TerminalReviewer(ask=prompt.ask, say=say, saved=saved), prompt
 
 
 def _invoke(args: argparse.Namespace) -> int:

@@ -12,11 +12,12 @@ from urllib.parse import quote_plus
 
 from labelflow.finalizing import reason_of
 from labelflow.layout import RunLayout, feature_group_name
+from labelflow.models.reviewers import ReviewerLineage
 from labelflow.models.run import RunManifest
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import S3Location, get_json
 from labelflow_local.cloud import LocalCloud, local_cloud
-from labelflow_local.review import SimulatedWorkers, WorkerAnswers, read_labels
+from labelflow_local.review import NoReviewers, SimulatedWorkers, WorkerAnswers, read_labels
 from labelflow_local.template import LOCAL_STACK, PROJECT_ROOT
 
 DEMO_DATA = PROJECT_ROOT / "demo/data/reviews.csv"
@@ -46,6 +47,7 @@ class RunReport:
     label_accuracy: dict[str, float] = field(default_factory=dict)
     features: dict[str, dict[str, str]] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    reviewers: ReviewerLineage | None = None
 
 
 def stage_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
@@ -127,14 +129,17 @@ def run_local(
 ) -> RunReport:
     """Run one file through the whole workflow.
 
-    Reviewers default to simulated workers who know `truth` (a labels file), which also measures accuracy.
+    Reviewers default to simulated workers who know `truth` (a labels file), which also measures accuracy;
+    without `truth` nobody reviews, and records sent to review stay unlabeled rather than get made-up labels.
     """
     spec_body = spec_path.read_bytes()
     spec = DatasetSpec.model_validate_json(spec_body)
     known = read_labels(truth) if truth else {}
     started = time.perf_counter()
-    workers = reviewers or SimulatedWorkers(
-        known, accuracy=worker_accuracy, seed=seed, workers_per_task=workers_per_task
+    workers = reviewers or (
+        SimulatedWorkers(known, accuracy=worker_accuracy, seed=seed, workers_per_task=workers_per_task)
+        if truth
+        else NoReviewers()
     )
     calls_dir = workdir / "calls"
     with local_cloud(workers, workdir / "feature-store", log_level=log_level, calls_dir=calls_dir) as cloud:
@@ -160,7 +165,22 @@ def run_local(
             label_accuracy=label_accuracy(features, known),
             features=features,
             stage_seconds=stage_seconds(history),
+            reviewers=manifest.reviewers,
         )
+
+
+def describe_reviewers(reviewers: ReviewerLineage | None) -> str:
+    """One line: the backend and its workers; for simulated ones their accuracy and seed."""
+    if reviewers is None:
+        return "none needed"
+    if reviewers.backend == "none":
+        return "none (pass --truth, --answers or --reviewer terminal)"
+    line = (
+        f"{reviewers.backend}, {_count(reviewers.workers)} workers, {_count(reviewers.workers_per_record)} per record"
+    )
+    if reviewers.simulated_accuracy is not None:
+        line += f", accuracy {reviewers.simulated_accuracy:.0%}, seed {reviewers.seed}"
+    return line
 
 
 def run_id_of(execution_arn: str, dataset: str) -> str:
@@ -202,6 +222,7 @@ def summary(report: RunReport) -> str:
         f"  records in      {_count(counts.records_in)}",
         f"  auto-labeled    {_count(counts.auto_labeled)}",
         f"  sent to humans  {_count(counts.sent_to_review)}",
+        f"  reviewed by     {describe_reviewers(report.reviewers)}",
         f"  labeled         {labeled} ({_count(counts.model_labeled)} by the model, "
         f"{_count(counts.human_labeled)} by humans)",
         f"  ingested        {_count(counts.ingested)} into feature group {report.feature_group}",
@@ -243,6 +264,7 @@ def report_json(report: RunReport) -> str:
             "execution_status": report.execution_status,
             "label_accuracy": report.label_accuracy,
             "stage_seconds": report.stage_seconds,
+            "reviewers": report.reviewers.model_dump(mode="json") if report.reviewers else None,
             "run": manifest.model_dump(mode="json"),
         },
         indent=2,

@@ -13,7 +13,7 @@ from typing import Any
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import S3Location
 from labelflow_local.cloud import LocalCloud, local_cloud
-from labelflow_local.review import SimulatedWorkers
+from labelflow_local.review import NoReviewers
 from labelflow_local.template import PROJECT_ROOT
 
 FIXTURES = PROJECT_ROOT / "events" / "fixtures"
@@ -42,7 +42,7 @@ def seed(cloud: LocalCloud, fixtures: Path = FIXTURES) -> int:
 
 def invoke(function: str, event: Any, log_level: str = "INFO") -> Any:
     """The handler's response; its logs go to stderr, as `sam local invoke` shows them."""
-    workers = SimulatedWorkers({})
+    workers = NoReviewers()
     with (
         TemporaryDirectory(prefix="labelflow-invoke-") as tmp,
         local_cloud(workers, Path(tmp), log_level=log_level) as cloud,

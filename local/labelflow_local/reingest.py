@@ -16,7 +16,7 @@ from labelflow.models.state import ReingestInput
 from labelflow.s3 import get_json
 from labelflow_local.cloud import LocalCloud, local_cloud
 from labelflow_local.processing import upload_tree
-from labelflow_local.review import SimulatedWorkers
+from labelflow_local.review import NoReviewers
 
 
 @dataclass
@@ -57,7 +57,7 @@ def find_run(workdir: Path, bucket: str, run_id: str, dataset: str | None) -> Pa
 
 def reingest_local(workdir: Path, run_id: str, dataset: str | None = None) -> ReingestReport:
     """Load the local feature store and the run's files, run the reingest path, save both back."""
-    with local_cloud(SimulatedWorkers({}), workdir / "feature-store") as cloud:
+    with local_cloud(NoReviewers(), workdir / "feature-store") as cloud:
         folder = find_run(workdir, cloud.bucket, run_id, dataset)
         dataset = folder.parent.name
         cloud.feature_store.load()

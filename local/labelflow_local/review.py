@@ -1,31 +1,56 @@
 """Local human review: a Ground Truth stand-in that drives the real pre/post Lambdas with local workers.
 
-Worker answers come from a backend: simulated workers (seeded, with a set accuracy) by default, an
-answers file, or a person at the terminal.
-Everything is written where and how Ground Truth writes it, so merge reads the same files.
+Worker answers come from a backend: simulated workers who know the labels (`--truth`), an answers file, or a
+person at the terminal; with none of them nobody reviews, and reviewed records stay unlabeled.
+Everything is written where and how Ground Truth writes it, so merge reads the same files; the job's
+reviewers are described in `reviewers.json` beside its output, for run.json.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import queue
 import random
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from labelflow.layout import labeling_output_manifest_uri
+from labelflow.models.reviewers import ReviewerLineage, reviewers_uri
 from labelflow.review.manifests import answer_content, consolidation_item, output_line
-from labelflow.s3 import S3Location, get_json, iter_jsonl, put_bytes, put_json
+from labelflow.s3 import S3Location, exists, get_json, iter_jsonl, put_bytes, put_json
 from labelflow_local.functions import FunctionError, FunctionRegistry
+
+T = TypeVar("T")
 
 
 class WorkerAnswers(Protocol):
-    """Answers for one task: (worker id, label) per worker."""
+    """A review backend: answers for each task, as (worker id, label) per worker, and who they were."""
+
+    def begin(self, total: int) -> None:
+        """A job with `total` tasks starts."""
 
     def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]: ...
+
+    def lineage(self) -> ReviewerLineage: ...
+
+
+class NoReviewers:
+    """Nobody to review: every task goes unanswered, so reviewed records end unlabeled and the run says so."""
+
+    def begin(self, total: int) -> None:
+        """Nothing to prepare."""
+
+    def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]:
+        return []
+
+    def lineage(self) -> ReviewerLineage:
+        return ReviewerLineage(backend="none", workers_per_record=0)
 
 
 class SimulatedWorkers:
@@ -52,15 +77,20 @@ class SimulatedWorkers:
         self._accuracy = accuracy
         self._seed = seed
         self._per_task = workers_per_task
+        self._asked: int | None = None
         size = max(pool, workers_per_task or 0)
         self._pool = [f"local.simulated.worker-{number}" for number in range(1, size + 1)]
+
+    def begin(self, total: int) -> None:
+        """Nothing to prepare."""
 
     def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]:
         """`workers` is the job's NumberOfHumanWorkersPerDataObject, unless this crowd was told otherwise."""
         record_id = str(task_input["record_id"])
         labels: list[str] = list(task_input["labels"])
         rng = random.Random(f"{self._seed}:{record_id}")
-        chosen = rng.sample(self._pool, min(self._per_task or workers, len(self._pool)))
+        self._asked = min(self._per_task or workers, len(self._pool))
+        chosen = rng.sample(self._pool, self._asked)
         truth = self._truth.get(record_id)
         if truth is None:
             return []  # nothing to answer from: the record stays unlabeled, and the run says so
@@ -72,6 +102,14 @@ class SimulatedWorkers:
                 wrong = [label for label in labels if label != truth] or labels
                 answers.append((worker, rng.choice(wrong)))
         return answers
+
+    def lineage(self) -> ReviewerLineage:
+        return ReviewerLineage(
+            backend="simulated",
+            workers_per_record=self._asked or self._per_task,
+            seed=self._seed,
+            simulated_accuracy=self._accuracy,
+        )
 
 
 def read_labels(path: Path) -> dict[str, str]:
@@ -88,16 +126,32 @@ def read_labels(path: Path) -> dict[str, str]:
     return {row["record_id"]: row["label"] for row in rows}
 
 
+def refuse_unknown_labels(path: Path, given: Mapping[str, str], labels: Sequence[str]) -> None:
+    """ValueError naming the first records whose label is not one of `labels` (the spec's)."""
+    strays = [f"{record_id} ({label!r})" for record_id, label in given.items() if label not in labels]
+    if strays:
+        more = f" and {len(strays) - 3} more" if len(strays) > 3 else ""
+        raise ValueError(
+            f"{path}: labels not in the spec ({', '.join(labels)}) for records {', '.join(strays[:3])}{more}"
+        )
+
+
 class AnswersFile:
     """Answers from a labels file (see read_labels): one file is one reviewer.
 
-    Records the file does not cover get no answer, as tasks that expire do.
+    With the spec's labels, a file giving any other label is refused at once. Records the file does not cover
+    get no answer, as tasks that expire do.
     """
 
     WORKER = "local.answers-file"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, labels: Sequence[str] | None = None) -> None:
         self._labels = read_labels(path)
+        if labels is not None:
+            refuse_unknown_labels(path, self._labels, labels)
+
+    def begin(self, total: int) -> None:
+        """Nothing to prepare."""
 
     def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]:
         label = self._labels.get(str(task_input["record_id"]))
@@ -105,35 +159,181 @@ class AnswersFile:
             return []
         return [(self.WORKER, label)]
 
+    def lineage(self) -> ReviewerLineage:
+        return ReviewerLineage(backend="answers-file", workers_per_record=1)
+
+
+def task_fingerprint(task_input: dict[str, Any]) -> str:
+    """What the reviewer was shown (not the model's suggestion): an answer is reused only for the same record."""
+    shown = {key: task_input.get(key) for key in ("record_id", "text", "rows", "image")}
+    return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
+
+
+class SavedAnswers:
+    """A person's answers as JSON Lines, appended as each is given, so quitting or a crash loses none."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._labels: dict[str, str] = {}
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        # After a crash mid-line, the next answer starts on a line of its own.
+        self._torn = bool(text) and not text.endswith("\n")
+        if text:
+            for line in text.splitlines():
+                try:
+                    saved = json.loads(line)
+                    self._labels[saved["fingerprint"]] = str(saved["label"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a crash: that one answer is asked again
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def get(self, fingerprint: str) -> str | None:
+        return self._labels.get(fingerprint)
+
+    def add(self, record_id: str, fingerprint: str, label: str) -> None:
+        self._labels[fingerprint] = label
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"record_id": record_id, "fingerprint": fingerprint, "label": label})
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(("\n" if self._torn else "") + line + "\n")
+        self._torn = False
+
+
+QUIT = frozenset({"q", "quit"})
+
 
 class TerminalReviewer:
-    """A person at the terminal labels each record; an empty answer skips it."""
+    """A person at the terminal labels each record, with progress; enter skips, q (or Ctrl-C, Ctrl-D) stops.
+
+    With `saved`, every answer is kept in that file as it is given, and a later run over the same records
+    reuses them instead of asking again. Once stopped, the remaining records stay unlabeled.
+    """
 
     WORKER = "local.terminal"
 
-    def __init__(self, ask: Callable[[str], str] = input, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, ask: Callable[[str], str] = input, say: Callable[[str], None] = print, saved: Path | None = None
+    ) -> None:
         self._ask = ask
         self._say = say
+        self._saved = SavedAnswers(saved) if saved is not None else None
+        self._stopped = False
+        self._position = 0
+        self._total = 0
+        self._answered = 0
+
+    def begin(self, total: int) -> None:
+        self._position, self._total, self._answered = 0, total, 0
+        kept = f"; {len(self._saved)} earlier answers in {self._saved.path}" if self._saved is not None else ""
+        self._say(f"{total} records to review (enter skips one, q stops and keeps your answers{kept})")
 
     def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]:
+        self._position += 1
         labels: list[str] = list(task_input["labels"])
-        self._say(f"\n[{task_input['record_id']}]")
+        fingerprint = task_fingerprint(task_input)
+        earlier = self._saved.get(fingerprint) if self._saved is not None else None
+        if earlier in labels:
+            self._answered += 1
+            return [(self.WORKER, str(earlier))]
+        if self._stopped:
+            return []
+        self._show(task_input)
+        label = self._ask_label(labels)
+        if label is None:
+            return []
+        self._answered += 1
+        if self._saved is not None:
+            self._saved.add(str(task_input["record_id"]), fingerprint, label)
+        return [(self.WORKER, label)]
+
+    def lineage(self) -> ReviewerLineage:
+        return ReviewerLineage(backend="terminal", workers_per_record=1)
+
+    def _show(self, task_input: dict[str, Any]) -> None:
+        self._say(f"\n[{self._position} of {self._total}, {self._answered} answered] {task_input['record_id']}")
         rows = task_input.get("rows") or [{"column": "record", "value": task_input["text"]}]
+        if image := task_input.get("image"):
+            rows = [{"column": "image", "value": image}]
         width = max(len(str(row["column"])) for row in rows)
         for row in rows:
             self._say(f"  {str(row['column']):<{width}}  {row['value']}")
         if suggestion := task_input.get("suggestion"):
             self._say(f"  (the model suggests {suggestion['label']}, {suggestion['confidence']} sure)")
+
+    def _ask_label(self, labels: list[str]) -> str | None:
+        """The label picked (by number or name); None for a skip or a stop. Anything else is asked again."""
         choices = "  ".join(f"{number}) {label}" for number, label in enumerate(labels, start=1))
         while True:
-            reply = self._ask(f"{choices}  (enter to skip) > ").strip()
-            if not reply:
-                return []
-            if reply.isdigit() and 1 <= int(reply) <= len(labels):
-                return [(self.WORKER, labels[int(reply) - 1])]
+            try:
+                reply = self._ask(f"{choices}  (enter skips, q stops) > ").strip()
+            except EOFError:
+                self._stop("end of input")
+                return None
+            except KeyboardInterrupt:
+                self._stop("interrupted")
+                return None
             if reply in labels:
-                return [(self.WORKER, reply)]
-            self._say(f"pick 1-{len(labels)} or type a label")
+                return reply
+            if reply.isdigit() and 1 <= int(reply) <= len(labels):
+                return labels[int(reply) - 1]
+            if not reply:
+                return None
+            if reply.lower() in QUIT:
+                self._stop("stopped")
+                return None
+            self._say(f"{reply!r} is not a label: pick 1-{len(labels)}, type a label, enter to skip or q to stop")
+
+    def _stop(self, why: str) -> None:
+        self._stopped = True
+        kept = (
+            f", all kept in {self._saved.path}: run the same command again to go on" if self._saved is not None else ""
+        )
+        self._say(f"\n{why}: {self._answered} of {self._total} answered{kept}; the rest stay unlabeled")
+
+
+class MainThreadPrompt:
+    """Asks on the main thread for a reviewer on another (the state machine's worker): only it gets Ctrl-C."""
+
+    def __init__(self, read: Callable[[str], str] = input) -> None:
+        self._read = read
+        self._questions: queue.Queue[str] = queue.Queue()
+        self._replies: queue.Queue[str | BaseException] = queue.Queue()
+
+    def ask(self, prompt: str) -> str:
+        """Called by the reviewer: blocks until the main thread has the reply, and re-raises Ctrl-C or Ctrl-D."""
+        self._questions.put(prompt)
+        reply = self._replies.get()
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    def run(self, work: Callable[[], T]) -> T:
+        """`work` on a worker thread while this thread answers its questions; its result or its error."""
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                outcome.append(work())
+            except BaseException as exc:  # handed to the main thread, which raises it
+                failure.append(exc)
+
+        worker = threading.Thread(target=target, name="labelflow-run", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            try:
+                prompt = self._questions.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            try:
+                self._replies.put(self._read(prompt))
+            except (EOFError, KeyboardInterrupt) as exc:
+                self._replies.put(exc)
+        if failure:
+            raise failure[0]
+        return outcome[0]
 
 
 class LocalGroundTruth:
@@ -153,7 +353,8 @@ class LocalGroundTruth:
         task = request["HumanTaskConfig"]
         created = datetime.now(UTC)
         stamp = created.strftime("%Y-%m-%d_%H-%M-%S")
-        output = S3Location.parse(request["OutputConfig"]["S3OutputPath"].rstrip("/") + f"/{name}/")
+        output_path = request["OutputConfig"]["S3OutputPath"]
+        output = S3Location.parse(output_path.rstrip("/") + f"/{name}/")
         describe: dict[str, Any] = {
             "LabelingJobName": name,
             "LabelingJobArn": arn,
@@ -170,7 +371,8 @@ class LocalGroundTruth:
         categories = [entry["label"] for entry in get_json(self._s3, *categories_uri)["labels"]]
 
         try:
-            batch = self._collect_answers(arn, task, lines, output, stamp)
+            batch, answered_by = self._collect_answers(arn, task, lines, output, stamp)
+            self._record_reviewers(output_path, name, answered_by)
             request_key = f"{output.key}annotations/consolidation-request/iteration-1/{stamp}.json"
             put_bytes(self._s3, output.bucket, request_key, json.dumps(batch).encode(), "application/json")
             consolidated = self._functions.invoke(
@@ -198,7 +400,7 @@ class LocalGroundTruth:
             json.dumps(output_line(line, by_object.get(str(index)), name, attribute))
             for index, line in enumerate(lines)
         ]
-        output_key = S3Location.parse(labeling_output_manifest_uri(request["OutputConfig"]["S3OutputPath"], name)).key
+        output_key = S3Location.parse(labeling_output_manifest_uri(output_path, name)).key
         put_bytes(self._s3, output.bucket, output_key, ("\n".join(output_lines) + "\n").encode(), "application/jsonl")
         labeled = len(by_object)
         describe.update(
@@ -214,17 +416,38 @@ class LocalGroundTruth:
         )
         return describe
 
+    def _record_reviewers(self, output_path: str, job: str, answered_by: set[str]) -> None:
+        """The backend's lineage, with the workers who answered counted, beside the job's output."""
+        lineage = self._workers.lineage().model_copy(update={"workers": len(answered_by)})
+        location = S3Location.parse(reviewers_uri(output_path, job))
+        put_json(self._s3, location.bucket, location.key, lineage.model_dump(mode="json"))
+
+    def _shown(self, task_input: dict[str, Any]) -> bool:
+        """False for an image task whose object is missing: the worker's page cannot load it, so nobody answers."""
+        image = task_input.get("image")
+        if not image:
+            return True
+        location = S3Location.parse(str(image))
+        return exists(self._s3, location.bucket, location.key)
+
     def _collect_answers(
         self, arn: str, task: dict[str, Any], lines: list[dict[str, Any]], output: S3Location, stamp: str
-    ) -> list[dict[str, Any]]:
-        """Pre-annotation Lambda per line, then the workers; worker responses are saved like Ground Truth's."""
+    ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Pre-annotation Lambda per line, then the workers; worker responses are saved like Ground Truth's.
+
+        Returns the consolidation request's items and the workers who answered.
+        """
         workers = int(task.get("NumberOfHumanWorkersPerDataObject", 1))
+        self._workers.begin(len(lines))
         batch = []
+        answered_by: set[str] = set()
         for index, line in enumerate(lines):
             pre = self._functions.invoke(
                 task["PreHumanTaskLambdaArn"], {"version": "2018-10-16", "labelingJobArn": arn, "dataObject": line}
             )
-            answers = self._workers.answer(pre["taskInput"], workers)
+            shown = pre["taskInput"]
+            answers = self._workers.answer(shown, workers) if self._shown(shown) else []
+            answered_by.update(worker for worker, _ in answers)
             responses = {
                 "answers": [
                     {
@@ -242,4 +465,4 @@ class LocalGroundTruth:
                 responses,
             )
             batch.append(consolidation_item(str(index), line, answers))
-        return batch
+        return batch, answered_by

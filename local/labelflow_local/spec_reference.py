@@ -121,6 +121,8 @@ def _type_of(prop: dict[str, Any]) -> str:
     if kind == "object" and "additionalProperties" in prop:
         return f"map of string to {_type_of(prop['additionalProperties'])}"
     limits = [_range(prop, "minLength", "maxLength", " chars"), _range(prop, "minimum", "maximum", "")]
+    if "exclusiveMaximum" in prop:
+        limits.append(f" (below {prop['exclusiveMaximum']})")
     if "pattern" in prop:
         limits.append(f" matching `{prop['pattern']}`")
     return str(kind) + "".join(limits)

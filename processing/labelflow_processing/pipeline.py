@@ -357,7 +357,8 @@ def _duplicates(id_hashes: IO[bytes], scratch: Scratch, out: IO[str]) -> np.ndar
             found = batch.filter(pa.array(hit))
             pairs = zip(found.column(1).to_pylist(), found.column(2).to_pylist(), strict=True)
             _write_rejections(out, [Rejection(line, rid, "duplicate record id") for line, rid in pairs])
-    return candidates[later]
+    duplicates: np.ndarray = candidates[later]
+    return duplicates
 
 
 def _kept(batch: pa.RecordBatch, duplicates: np.ndarray) -> pa.RecordBatch:

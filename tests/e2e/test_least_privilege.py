@@ -60,6 +60,19 @@ ALLOWLIST: dict[tuple[str, str], str] = {
         )
         for function in ("MergeLabelsFunction", "FinalizeRunFunction")
     },
+    ("RouteByConfidenceFunction", "s3:GetObject"): (
+        "artifacts/audit/*: read only for a dataset with target_accuracy (tests/e2e/test_certified_routing.py)"
+    ),
+    ("MergeLabelsFunction", "s3:GetObject"): (
+        "artifacts/audit/*: written only for a dataset with target_accuracy (tests/e2e/test_certified_routing.py)"
+    ),
+    ("MergeLabelsFunction", "s3:PutObject"): (
+        "artifacts/audit/*: written only for a dataset with target_accuracy (tests/e2e/test_certified_routing.py)"
+    ),
+    ("SageMakerExecutionRole", "s3:GetObject"): (
+        "Ground Truth presigns an image dataset's images with the job role when a worker opens a task; local "
+        "reviewers never load them"
+    ),
     ("IngestFeaturesFunction", "sagemaker:GetRecord"): (
         "probes the batch in flight when a retried step resumes (exercised by tests/e2e/test_faults.py)"
     ),

@@ -9,11 +9,11 @@ import pytest
 
 from labelflow_local.cloud import LocalCloud, local_cloud
 from labelflow_local.invoke import seed
-from labelflow_local.review import SimulatedWorkers
+from labelflow_local.review import NoReviewers
 
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    with local_cloud(SimulatedWorkers({}), tmp_path / "feature-store") as local:
+    with local_cloud(NoReviewers(), tmp_path / "feature-store") as local:
         seed(local)
         yield local

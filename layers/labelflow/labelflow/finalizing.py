@@ -14,6 +14,7 @@ from labelflow.errors import LabelflowError, ManifestError
 from labelflow.ingestion import read_manifest, settle
 from labelflow.layout import PROCESSED_STATS, RunLayout
 from labelflow.models.artifacts import ProcessingStats
+from labelflow.models.reviewers import ReviewerLineage, reviewers_uri
 from labelflow.models.run import (
     InputLineage,
     ReingestLineage,
@@ -117,7 +118,23 @@ def counts_of(run: WorkflowState, stats: ProcessingStats | None) -> RunCounts:
     )
 
 
-def build_manifest(request: FinalizeInput, stats: ProcessingStats | None, now: datetime) -> RunManifest:
+def reviewers_of(s3: S3Client, run: WorkflowState) -> ReviewerLineage | None:
+    """Who reviewed the run's labeling job: what a local backend recorded beside its output, else Ground Truth's
+    work team with the workers asked per record; None when nothing went to review."""
+    if run.labeling is None:
+        return None
+    location = S3Location.parse(reviewers_uri(run.labeling.output_path, run.labeling.job_name))
+    try:
+        return ReviewerLineage.model_validate(get_json(s3, location.bucket, location.key))
+    except ManifestError:
+        job = run.routing.labeling_job if run.routing else None
+        asked = job.get("NumberOfHumanWorkersPerDataObject") if job else None
+        return ReviewerLineage(backend="ground-truth", workers_per_record=asked)
+
+
+def build_manifest(
+    request: FinalizeInput, stats: ProcessingStats | None, now: datetime, reviewers: ReviewerLineage | None = None
+) -> RunManifest:
     run = request.state
     plan, routing, labeling, merged, ingest = run.plan, run.routing, run.labeling, run.merge, run.ingest
     processing_job = run.processing.job_name if run.processing else None
@@ -141,6 +158,8 @@ def build_manifest(request: FinalizeInput, stats: ProcessingStats | None, now: d
         processing_job=processing_job,
         labeling_job=labeling_job,
         feature_group=plan.feature_group if plan else None,
+        threshold=routing.threshold_choice if routing else None,
+        audit=(merged.audit if merged else None) or (routing.audit if routing else None),
         counts=counts,
         artifacts=RunArtifacts(
             spec_uri=plan.spec_uri if plan else None,
@@ -152,6 +171,7 @@ def build_manifest(request: FinalizeInput, stats: ProcessingStats | None, now: d
             unlabeled_uri=merged.unlabeled_uri if merged else None,
             ingest_failures_uri=ingest.failures_uri if ingest else None,
         ),
+        reviewers=reviewers,
         error=error_of(run),
     )
     manifest.reason = reason_of(manifest)
@@ -276,7 +296,7 @@ def finalize_run(
     if run.error is not None and featurestore is not None and (settled := settled_ingest(run, s3, featurestore)):
         run = run.model_copy(update={"ingest": settled})
         request = request.model_copy(update={"state": run})
-    manifest = build_manifest(request, read_stats(s3, run), now)
+    manifest = build_manifest(request, read_stats(s3, run), now, reviewers_of(s3, run))
     if manifest.error is not None and manifest.error.error in QUARANTINED_ERRORS:
         manifest.artifacts.quarantine_uri = quarantine(s3, run, manifest.error, now)
     put_json(s3, run.bucket, RunLayout(run.dataset, run.run_id).run_manifest_key, manifest)

@@ -175,6 +175,16 @@ PROCESSED_STATS = "stats.json"
 PROCESSED_REJECTED = "rejected.jsonl"
 
 
+def audit_prefix(dataset: str, model_sha256: str) -> str:
+    """Where the audit labels of one dataset and model are gathered, one file per run."""
+    return f"artifacts/audit/{dataset}/{model_sha256}/"
+
+
+def audit_key(dataset: str, model_sha256: str, run_id: str) -> str:
+    """One run's audit labels: written once, by its merge step."""
+    return f"{audit_prefix(dataset, model_sha256)}{run_id}.jsonl"
+
+
 def transform_state_key(dataset: str, fingerprint: str) -> str:
     """The published transform state of a dataset for one `transform_fingerprint`: written once, never replaced."""
     return f"artifacts/state/{dataset}/{fingerprint}/state.json"

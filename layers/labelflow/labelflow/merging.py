@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from labelflow.layout import PROCESSED_RECORDS, RunLayout
-from labelflow.models.records import AutoLabel, LabeledRecord, LabelSource, ProcessedRecord
+from labelflow.certification import audit_accuracy
+from labelflow.layout import PROCESSED_RECORDS, RunLayout, audit_key
+from labelflow.models.records import AuditLabel, AutoLabel, LabeledRecord, LabelSource, ProcessedRecord, ReviewItem
+from labelflow.models.run import AuditOutcome
 from labelflow.models.state import MergeOutput, WorkflowState
 from labelflow.review.manifests import human_labels
-from labelflow.s3 import S3Location, iter_jsonl, put_jsonl
+from labelflow.s3 import S3Location, exists, iter_jsonl, put_jsonl, uri
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -48,6 +50,41 @@ def merge_records(
     return labeled, unlabeled
 
 
+def audit_labels(review: Iterable[ReviewItem], human: dict[str, tuple[str, float]]) -> list[AuditLabel]:
+    """The audit sample's records a reviewer answered, each with the model's prediction and the human label."""
+    return [
+        AuditLabel(
+            record_id=item.record_id,
+            model_label=item.model_label,
+            model_confidence=item.model_confidence,
+            human_label=human[item.record_id][0],
+        )
+        for item in review
+        if item.audit and item.record_id in human and item.model_label is not None and item.model_confidence is not None
+    ]
+
+
+def gather_audit(run: WorkflowState, s3: S3Client, human: dict[str, tuple[str, float]]) -> AuditOutcome | None:
+    """Write this run's audit labels where later runs certify from (once: a retried merge finds them), and
+    measure the accuracy of this run's auto-labels on them."""
+    plan, routing = run.require_plan(), run.require_routing()
+    if routing.audit is None or plan.model is None or routing.review_manifest_uri is None:
+        return routing.audit
+    manifest = S3Location.parse(routing.review_manifest_uri)
+    labels = audit_labels((ReviewItem.model_validate(line) for line in iter_jsonl(s3, *manifest)), human)
+    key = audit_key(run.dataset, plan.model.sha256, run.run_id)
+    labels_uri = uri(run.bucket, key) if exists(s3, run.bucket, key) else put_jsonl(s3, run.bucket, key, labels)
+    answered, accuracy = audit_accuracy(labels, routing.threshold)
+    return routing.audit.model_copy(
+        update={
+            "answered": len(labels),
+            "auto_labeled_answered": answered,
+            "auto_label_accuracy": accuracy,
+            "labels_uri": labels_uri,
+        }
+    )
+
+
 def merge_labels(run: WorkflowState, s3: S3Client) -> MergeOutput:
     plan, routing = run.require_plan(), run.require_routing()
     auto_location = S3Location.parse(routing.auto_labeled_uri)
@@ -78,4 +115,5 @@ def merge_labels(run: WorkflowState, s3: S3Client) -> MergeOutput:
         human=human_count,
         unlabeled=len(unlabeled),
         unlabeled_uri=unlabeled_uri,
+        audit=gather_audit(run, s3, human),
     )

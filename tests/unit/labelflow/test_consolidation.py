@@ -1,4 +1,4 @@
-"""review/consolidation.py: workers' answers become one label with a confidence (one-coin Dawid–Skene)."""
+"""review/consolidation.py: workers' answers become one label with a confidence (Dawid–Skene EM)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ResponseStreamingError
 
 from labelflow.models.groundtruth import ConsolidationRequestItem, WorkerAnnotation
+from labelflow.review import consolidation
 from labelflow.review.consolidation import (
     Consolidated,
     Vote,
@@ -157,8 +159,12 @@ def test_the_same_split_without_history_is_a_tie() -> None:
     # Given the split object alone: nothing tells the two workers apart
     batch = {"x": votes(("bad", "negative"), ("g1", "positive"))}
 
-    # When it is consolidated / Then it is an even tie
-    assert consolidate_votes(batch, CATEGORIES)["x"].confidence == pytest.approx(0.5, abs=1e-3)
+    # When it is consolidated
+    result = consolidate_votes(batch, CATEGORIES)["x"]
+
+    # Then it is an even tie, and flagged as one
+    assert result.confidence == pytest.approx(0.5, abs=1e-3)
+    assert result.tie is True
 
 
 @pytest.mark.parametrize(
@@ -197,6 +203,108 @@ def test_consolidation_is_deterministic() -> None:
     assert isinstance(first["0"], Consolidated)
 
 
+def crowd(objects: int = 40) -> dict[str, list[Vote]]:
+    """Three good workers, a spammer who always says "negative", and an adversary who always says the other label."""
+    batch = {}
+    for i in range(objects):
+        truth, wrong = CATEGORIES[i % 2], CATEGORIES[1 - i % 2]
+        batch[f"t{i}"] = votes(("g1", truth), ("g2", truth), ("g3", truth), ("spam", "negative"), ("adv", wrong))
+    return batch
+
+
+def test_a_large_batch_gets_full_confusion_matrices_and_reliabilities() -> None:
+    # Given a batch with enough answers for a confusion matrix per worker
+    # When it is consolidated
+    result = consolidate_votes(crowd(), CATEGORIES)
+
+    # Then every object is labeled by Dawid–Skene, right, and the workers' reliabilities are reported
+    assert {r.method for r in result.values()} == {"dawid-skene"}
+    assert all(result[f"t{i}"].label == CATEGORIES[i % 2] for i in range(40))
+    reliability = result["t0"].reliabilities
+    assert set(reliability) == {"g1", "g2", "g3", "spam", "adv"}
+    assert min(reliability["g1"], reliability["g2"], reliability["g3"]) > 0.9
+    assert reliability["spam"] == pytest.approx(0.5, abs=0.05)
+    assert reliability["adv"] < 0.1
+
+
+def test_a_spammer_is_down_weighted() -> None:
+    # Given the crowd, and an object only the spammer and one good worker answered, who disagree
+    batch = crowd()
+    batch["x"] = votes(("spam", "negative"), ("g1", "positive"))
+
+    # When it is consolidated
+    result = consolidate_votes(batch, CATEGORIES)["x"]
+
+    # Then the good worker wins (a plain vote would tie and pick "negative"), and the tie is flagged
+    assert result.label == "positive"
+    assert result.confidence > 0.9
+    assert (result.method, result.tie) == ("weighted-vote", True)
+
+
+def test_an_adversarys_answers_are_flipped() -> None:
+    # Given the crowd, an object only the adversary answered, and one where the adversary and the spammer
+    # outvote a good worker
+    batch = crowd()
+    batch["alone"] = votes(("adv", "negative"))
+    batch["outvoted"] = votes(("adv", "negative"), ("spam", "negative"), ("g1", "positive"))
+
+    # When it is consolidated
+    result = consolidate_votes(batch, CATEGORIES)
+
+    # Then the adversary's answer counts as its opposite
+    assert result["alone"].label == "positive"
+    assert result["outvoted"].label == "positive"
+    assert result["outvoted"].method == "dawid-skene"
+    assert result["outvoted"].confidence > 0.9
+
+
+def test_a_small_batch_falls_back_to_one_coin() -> None:
+    # Given a batch far too small for a confusion matrix per worker (9 answers, 3 workers)
+    batch = {f"o{i}": votes(("a", "positive"), ("b", "positive"), ("c", CATEGORIES[i % 2])) for i in range(3)}
+
+    # When it is consolidated / Then one accuracy per worker is estimated instead
+    result = consolidate_votes(batch, CATEGORIES)
+    assert {r.method for r in result.values()} == {"one-coin"}
+    assert all(r.label == "positive" for r in result.values())
+    assert result["o0"].reliabilities["c"] < result["o0"].reliabilities["a"]
+
+
+def test_one_answer_per_object_is_a_plain_majority_vote() -> None:
+    # Given a batch where no object has a second answer: nothing to learn workers from
+    batch = {"0": votes(("a", "positive")), "1": votes(("b", "negative"))}
+
+    # When it is consolidated / Then each answer stands, with no reliabilities claimed
+    result = consolidate_votes(batch, CATEGORIES)
+    assert [(r.label, r.method, r.reliabilities) for r in result.values()] == [
+        ("positive", "majority-vote", {}),
+        ("negative", "majority-vote", {}),
+    ]
+
+
+def test_em_stops_when_the_posteriors_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given EM steps that are counted
+    rounds: list[int] = []
+    e_step = consolidation._e_step
+
+    def counted(*args: Any) -> list[list[float]]:
+        rounds.append(1)
+        return e_step(*args)
+
+    monkeypatch.setattr(consolidation, "_e_step", counted)
+
+    # When the crowd is consolidated with the default tolerance, then with none
+    settled = consolidate_votes(crowd(), CATEGORIES)
+    converged_in = len(rounds)
+    rounds.clear()
+    monkeypatch.setattr(consolidation, "_TOLERANCE", 0.0)
+    exhausted = consolidate_votes(crowd(), CATEGORIES)
+
+    # Then it stops early once nothing moves, at the same labels the full run of rounds reaches
+    assert converged_in < consolidation._MAX_ROUNDS
+    assert len(rounds) == consolidation._MAX_ROUNDS
+    assert {k: r.label for k, r in settled.items()} == {k: r.label for k, r in exhausted.items()}
+
+
 # ------------------------------------------------------------------------- response
 def test_consolidation_response_shape() -> None:
     # Given a batch with two answered objects and one whose only answer is invalid
@@ -213,7 +321,11 @@ def test_consolidation_response_shape() -> None:
     # Then the unanswered object is omitted and the others follow Ground Truth's output format
     assert [entry["datasetObjectId"] for entry in response] == ["0", "2"]
     content = response[0]["consolidatedAnnotation"]["content"]
-    assert content["label"] == {"label": "positive", "votes": 3}
+    assert content["label"]["label"] == "positive"
+    assert content["label"]["votes"] == 3
+    assert content["label"]["method"] == "one-coin"
+    assert content["label"]["tie"] is False
+    assert set(content["label"]["worker-reliability"]) == {"a", "b", "c"}
     metadata = content["label-metadata"]
     assert metadata["class-name"] == "positive"
     assert metadata["human-annotated"] == "yes"
@@ -267,3 +379,53 @@ def test_load_consolidation_request_inlines_answers_stored_in_s3(s3: Any, bucket
     assert [a.annotation_data.content for a in items[0].annotations] == [answer("positive"), answer("negative")]
     assert items[0].data_object == {"content": "great product"}
     assert votes_of(items[0], CATEGORIES) == [Vote("w1", "positive"), Vote("w2", "negative")]
+
+
+def test_load_consolidation_request_fetches_stored_answers_in_order(s3: Any, bucket: str) -> None:
+    # Given a request of twenty objects whose three answers each are all stored in S3
+    request = []
+    for i in range(20):
+        annotations = []
+        for worker in ("w1", "w2", "w3"):
+            key = f"gt/answers/{i}/{worker}.json"
+            s3.put_object(Bucket=bucket, Key=key, Body=answer(CATEGORIES[(i + len(worker)) % 2]).encode())
+            annotations.append({"workerId": worker, "annotationData": {"s3Uri": f"s3://{bucket}/{key}"}})
+        request.append({"datasetObjectId": str(i), "dataObject": {"content": "t"}, "annotations": annotations})
+    s3.put_object(Bucket=bucket, Key="gt/request.json", Body=json.dumps(request).encode())
+
+    # When the request is loaded (the answers are fetched concurrently)
+    items = load_consolidation_request(s3, f"s3://{bucket}/gt/request.json")
+
+    # Then every answer is inlined on its own object and worker
+    assert [i.dataset_object_id for i in items] == [str(i) for i in range(20)]
+    for i, loaded in enumerate(items):
+        assert [a.annotation_data.content for a in loaded.annotations] == [answer(CATEGORIES[(i + 2) % 2])] * 3
+
+
+class _CutOffOnce:
+    """An S3 client whose first read of each body fails mid-stream, as a dropped connection does."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.calls = body, 0
+
+    def get_object(self, **_: Any) -> dict[str, Any]:
+        self.calls += 1
+        outer = self
+
+        class Body:
+            def read(self) -> bytes:
+                if outer.calls == 1:
+                    raise ResponseStreamingError(error="connection reset")
+                return outer.body
+
+        return {"Body": Body()}
+
+
+def test_a_stored_answer_cut_off_while_read_is_fetched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an S3 client whose first read of an answer is cut off, and no real waiting between attempts
+    client = _CutOffOnce(answer("positive").encode())
+    monkeypatch.setattr("labelflow.review.consolidation.time.sleep", lambda _: None)
+
+    # When the answer is fetched / Then the second attempt returns it
+    assert consolidation._fetch_answer(client, "s3://b/k.json") == answer("positive")  # type: ignore[arg-type]
+    assert client.calls == 2

@@ -131,3 +131,13 @@ def test_an_object_nobody_answered_is_written_as_a_failure_and_read_as_no_label(
     # Then it carries Ground Truth's failure reason, and merge sees no human label
     assert written["label-metadata"]["failure-reason"] and human_label(written) is None
     assert human_labels([written]) == {}
+
+
+def test_an_image_object_is_sent_to_consolidation_by_its_uri() -> None:
+    # Given a review manifest line for an image (source-ref) and one for text (source)
+    image = {"source-ref": "s3://bucket/images/cat.png", "record_id": "r1", "labels": ["cat", "dog"]}
+    text = {"source": "a text", "record_id": "r2", "labels": ["cat", "dog"]}
+
+    # When each becomes an object of a consolidation request / Then dataObject carries s3Uri or content
+    assert consolidation_item("0", image, [])["dataObject"] == {"s3Uri": "s3://bucket/images/cat.png"}
+    assert consolidation_item("1", text, [])["dataObject"] == {"content": "a text"}

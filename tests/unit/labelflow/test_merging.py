@@ -53,3 +53,23 @@ def test_merge_of_nothing_is_empty() -> None:
     # Given no records
     # When they are merged / Then both lists are empty
     assert merge_records([], {}, {}, "run-1") == ([], [])
+
+
+def test_audit_labels_are_the_answered_audit_items_with_model_and_human_label() -> None:
+    # Given review items, two in the audit sample of which one was answered, and one answered non-audit item
+    from labelflow.merging import audit_labels
+    from labelflow.models.records import AuditLabel, ReviewItem
+
+    def item(record_id: str, audit: bool) -> ReviewItem:
+        return ReviewItem(
+            source="t", record_id=record_id, labels=["a", "b"], model_label="a", model_confidence=0.9, audit=audit
+        )
+
+    review = [item("r1", True), item("r2", True), item("r3", False)]
+    human = {"r1": ("b", 1.0), "r3": ("a", 1.0)}
+
+    # When the audit labels are gathered
+    labels = audit_labels(review, human)
+
+    # Then only r1 is one, with the model's prediction beside the human label
+    assert labels == [AuditLabel(record_id="r1", model_label="a", model_confidence=0.9, human_label="b")]

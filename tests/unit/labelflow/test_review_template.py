@@ -32,3 +32,13 @@ def test_the_template_prints_every_row_and_the_suggestion() -> None:
     assert "{% for row in task.input.rows %}" in TEMPLATE
     assert "row.column | escape" in TEMPLATE and "row.value | escape" in TEMPLATE
     assert "task.input.suggestion.label | escape" in TEMPLATE
+
+
+def test_image_tasks_use_the_image_classifier_on_a_presigned_source_ref() -> None:
+    # Given the reviewer UI template / Then an image task shows crowd-image-classifier under the same name, its
+    # source-ref made readable by grant_read_access (the S3 URI itself is not loadable by a browser)
+    assert "{% if task.input.image %}" in TEMPLATE and "<crowd-image-classifier" in TEMPLATE
+    image_block = TEMPLATE.split("<crowd-image-classifier", 1)[1].split("</crowd-image-classifier>", 1)[0]
+    assert f'name="{CLASSIFIER_NAME}"' in image_block
+    assert "task.input.image | grant_read_access | escape" in image_block
+    assert "task.input.labels | to_json | escape" in image_block

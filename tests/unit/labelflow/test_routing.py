@@ -195,3 +195,15 @@ def test_a_file_processing_accepted_goes_on(s3: Any, bucket: str) -> None:
     # Given ordinary stats / When routing checks them / Then nothing is raised
     put_json(s3, bucket, "runs/reviews/r1/processed/abc/stats.json", {"records_in": 5, "records_out": 5, "rejected": 0})
     refuse_if_processing_did(s3, f"s3://{bucket}/runs/reviews/r1/processed/abc/")
+
+
+def test_audited_confident_records_are_auto_labeled_and_reviewed() -> None:
+    # Given a confident and an unsure record, both drawn for the audit, and a confident one not drawn
+    records = [record("sure", "positive", 0.97), record("unsure", "negative", 0.6), record("other", "positive", 0.99)]
+
+    # When they are split at 0.8 with the audit drawing "sure" and "unsure"
+    auto, review = split_by_confidence(records, LABELS, 0.8, lambda record_id: record_id in {"sure", "unsure"})
+
+    # Then "sure" is in both lists, marked audit; "unsure" is reviewed and marked; "other" is only auto-labeled
+    assert [a.record_id for a in auto] == ["sure", "other"]
+    assert [(r.record_id, r.audit) for r in review] == [("sure", True), ("unsure", True)]

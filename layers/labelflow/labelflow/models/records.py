@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 FeatureValue = float | int | str
+# Ground Truth's manifest key for an object stored in S3 (an image), instead of inline `source` text.
+SOURCE_REF = "source-ref"
 
 
 class _Record(BaseModel):
@@ -35,20 +44,52 @@ class AutoLabel(_Record):
 
 
 class ReviewItem(BaseModel):
-    """One line of the human-review input manifest (Ground Truth's `source` plus our own keys).
+    """One line of the human-review input manifest (Ground Truth's `source` or `source-ref`, plus our own keys).
 
-    `source` is the record as plain text (Ground Truth requires it); reviewers see `display`, the same values
-    as a table of column name and value.
+    `source` is the record as plain text; an image record has `source-ref`, its S3 URI, instead (Ground Truth
+    reads exactly one of them per line). Reviewers see `display`, the same values as a table of column and value.
     """
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
-    source: str
+    source: str | None = None
     record_id: str
     display: dict[str, str] = Field(default_factory=dict)
     labels: list[str]
     model_label: str | None = None
     model_confidence: float | None = None
+    audit: bool = Field(
+        default=False,
+        description="in the run's random audit sample: its human label is kept as an audit label (a confident "
+        "record is also auto-labeled, and keeps the model's label when nobody answers)",
+    )
+
+    @property
+    def source_ref(self) -> str | None:
+        reference = (self.model_extra or {}).get(SOURCE_REF)
+        return str(reference) if reference is not None else None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReviewItem:
+        if (self.source is None) == (self.source_ref is None):
+            raise ValueError(f"a review manifest line has exactly one of source and {SOURCE_REF}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_source(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("source") is None:
+            data.pop("source", None)
+        return data
+
+
+class AuditLabel(_Record):
+    """One line of an audit file: a randomly drawn record's model prediction beside its human label."""
+
+    record_id: str
+    model_label: str
+    model_confidence: float = Field(ge=0.0, le=1.0)
+    human_label: str
 
 
 LabelSource = Literal["model", "human"]

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from labelflow.models.reviewers import ReviewerLineage
+
 
 class _RunModel(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
@@ -48,6 +50,39 @@ class TransformStateLineage(_RunModel):
         description="runs that fitted: true when their state is the published one, false when another run's fit "
         "was published first (this run's features came from its own fit)",
     )
+
+
+class ThresholdChoice(_RunModel):
+    """The confidence threshold a run routed with, and how it was chosen."""
+
+    threshold: float = Field(description="records whose model confidence reaches it are auto-labeled")
+    method: Literal["certified", "fixed"] = Field(
+        description="certified: from audit labels, at the spec's target accuracy; fixed: the spec's (or the "
+        "deployment's) confidence_threshold"
+    )
+    reason: str = Field(description="why this threshold, in one sentence")
+    target_accuracy: float | None = None
+    confidence: float | None = Field(default=None, description="the probability the target accuracy is met")
+    certified_lower_bound: float | None = Field(
+        default=None, description="Clopper-Pearson lower bound on auto-label accuracy at the threshold"
+    )
+    audit_labels: int = Field(default=0, description="audit labels at or above the threshold the test rests on")
+    audit_errors: int = Field(default=0, description="the model's errors among them")
+    audit_labels_total: int = Field(default=0, description="audit labels gathered for this dataset and model")
+
+
+class AuditOutcome(_RunModel):
+    """This run's audit sample, and the measured accuracy of its auto-labels once reviewers answered."""
+
+    rate: float = Field(description="the share of scored records drawn")
+    sampled: int = Field(description="records drawn (confident or not; the others are reviewed anyway)")
+    confident: int = Field(description="drawn records that were also auto-labeled, sent to review as well")
+    answered: int = Field(default=0, description="drawn records a reviewer labeled: this run's audit labels")
+    auto_labeled_answered: int = Field(default=0, description="of those, records that were auto-labeled")
+    auto_label_accuracy: float | None = Field(
+        default=None, description="the model's accuracy on them: the measured accuracy of this run's auto-labels"
+    )
+    labels_uri: str | None = Field(default=None, description="this run's audit labels file")
 
 
 class RunCounts(_RunModel):
@@ -114,6 +149,11 @@ class RunManifest(_RunModel):
     processing_job: str | None = None
     labeling_job: str | None = None
     feature_group: FeatureGroupLineage | None = None
+    threshold: ThresholdChoice | None = None
+    audit: AuditOutcome | None = None
+    reviewers: ReviewerLineage | None = Field(
+        default=None, description="who reviewed the run's records; None when none were sent to review"
+    )
     counts: RunCounts
     artifacts: RunArtifacts
     error: RunError | None = None

@@ -33,6 +33,10 @@ MAX_ROW_BYTES = 100 * 1024
 # Store's own ceilings are higher: ValueAsString max 358,400 (botocore sagemaker-featurestore-runtime 2020-07-01),
 # 350 KB per value and per record (SageMaker guide, feature-store-quotas).
 MAX_CELL_BYTES = 64 * 1024
+# Audit labels cost reviews: 2% draws 100 records per 5,000, so the ~500 labels a 95% target needs (at most 16
+# model errors, at 95% confidence) gather within a few runs, for at most 2% more reviews.
+DEFAULT_AUDIT_RATE = 0.02
+DEFAULT_CERTIFICATION_CONFIDENCE = 0.95
 # Past half its rows rejected, a file is more likely the wrong file or a broken export than good data with bad rows.
 DEFAULT_MAX_REJECTED_SHARE = 0.5
 
@@ -209,7 +213,38 @@ class DatasetSpec(_Strict):
         description="your scikit-learn model that pre-labels records; without one every record is reviewed",
     )
     confidence_threshold: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="records below it go to humans; the deployment default when unset"
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="records below it go to humans; the deployment default when unset. With target_accuracy: the "
+        "fallback while the target cannot be certified yet",
+    )
+    target_accuracy: float | None = Field(
+        default=None,
+        ge=0.5,
+        lt=1.0,
+        description="instead of a fixed threshold: the auto-labels' accuracy to guarantee. Each run picks the "
+        "lowest threshold (in hundredths, from the target down) whose accuracy the audit labels gathered for this "
+        "dataset and model certify (exact binomial tests, stopping at the first that fails), else falls back to "
+        "confidence_threshold and says so in run.json. It takes audit labels at or above the threshold: at least "
+        "59 with no model error for 95% (at confidence 0.95), about 500 with at most 16 errors, 1,000 with at "
+        "most 38; at least 299 with no error for 99%",
+    )
+    confidence: float = Field(
+        default=DEFAULT_CERTIFICATION_CONFIDENCE,
+        ge=0.5,
+        lt=1.0,
+        description="with target_accuracy: the probability that the certified threshold's accuracy meets the "
+        "target (1 - delta of the test)",
+    )
+    audit_rate: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=0.5,
+        description="the share of scored records drawn at random each run (seeded by the run id) whose human "
+        "labels become audit labels; the confident ones among them are also sent to review (they keep the model's "
+        f"label if nobody answers). Unset: {DEFAULT_AUDIT_RATE} with target_accuracy (100 audit labels per 5,000 "
+        "records, so the ~500 a 95% target needs gather within a few runs, for at most 2% more reviews), else 0",
     )
     labeling: LabelingSpec = Field(default=LabelingSpec(), description="what reviewers see, and how many")
     max_rejected_share: float = Field(
@@ -270,6 +305,13 @@ class DatasetSpec(_Strict):
         if invalid:
             raise ValueError(f"not valid Feature Store feature names (one-hot columns included): {invalid}")
         return self
+
+    @property
+    def effective_audit_rate(self) -> float:
+        """audit_rate, or its default: 0.02 with a target accuracy, none without."""
+        if self.audit_rate is not None:
+            return self.audit_rate
+        return DEFAULT_AUDIT_RATE if self.target_accuracy is not None else 0.0
 
     @property
     def required_columns(self) -> list[str]:

@@ -7,7 +7,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from labelflow.layout import labeling_output_manifest_uri
-from labelflow.models.run import FeatureGroupLineage, ModelLineage, TransformStateLineage
+from labelflow.models.run import (
+    AuditOutcome,
+    FeatureGroupLineage,
+    ModelLineage,
+    ThresholdChoice,
+    TransformStateLineage,
+)
 
 
 class _Payload(BaseModel):
@@ -57,10 +63,14 @@ class ProcessingResult(_Payload):
 
 class RoutingOutput(_Payload):
     total: int
-    auto_labeled: int
-    to_review: int
+    auto_labeled: int = Field(description="records auto-labeled and not reviewed")
+    to_review: int = Field(description="records sent to review, the audited confident ones included")
     threshold: float
-    auto_labeled_uri: str
+    threshold_choice: ThresholdChoice | None = Field(default=None, description="how the threshold was chosen")
+    audit: AuditOutcome | None = Field(
+        default=None, description="the audit sample drawn (its confident records are in both files); none at rate 0"
+    )
+    auto_labeled_uri: str = Field(description="model labels of the auto-labeled and of the audited confident records")
     review_manifest_uri: str | None = None
     labeling_job: dict[str, Any] | None = Field(
         default=None, description="CreateLabelingJob fields the ASL passes through, SageMaker-cased"
@@ -91,6 +101,7 @@ class MergeOutput(_Payload):
     human: int
     unlabeled: int
     unlabeled_uri: str | None = None
+    audit: AuditOutcome | None = Field(default=None, description="routing's audit sample, with what came back")
 
 
 class IngestOutput(_Payload):

@@ -1,24 +1,52 @@
 """Annotation consolidation: several workers' answers become one label with a confidence.
 
-With one worker per object the label is that worker's answer. With several, answers are weighted by
-each worker's estimated accuracy, learned across the whole batch with a one-coin Dawid–Skene EM
-(each worker is right with probability a_w, and wrong answers spread evenly over the other labels).
-"""
+A Dawid–Skene model is fitted to the whole batch by EM: class priors and, per worker, a full confusion matrix
+(how often they answer l when the truth is k), each smoothed with one pseudo-count per cell (a Dirichlet(1)
+prior), started from majority vote and iterated until no posterior moves by more than `_TOLERANCE` (or
+`_MAX_ROUNDS`). A batch with fewer than `_ANSWERS_PER_PARAMETER` answers per free parameter of those matrices is
+too small to fit them and falls back to one-coin (one accuracy per worker, errors spread evenly). Objects with
+three or more answers take the posterior's label. Objects with one or two answers take a vote weighted by their
+workers' fitted matrices but not by the class prior, so the batch's label mix never overrides a good worker's
+rare answer while a spammer's or an adversary's does not count as given; a two-answer split is flagged as a tie.
+With no object answered twice nothing can be learned about workers, and the answer is the label. Pure Python:
+the Lambda layer has no numpy."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import math
-from collections import Counter, defaultdict
-from dataclasses import dataclass
+import operator
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
+from botocore.exceptions import ResponseStreamingError
 
 from labelflow.models.groundtruth import ConsolidatedAnnotation, ConsolidationRequestItem, ConsolidationResponseItem
 from labelflow.review.tasks import CLASSIFIER_NAME
 
-_EM_ROUNDS = 20
-_ACCURACY_FLOOR, _ACCURACY_CEILING = 0.05, 0.99
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+Method = Literal["dawid-skene", "one-coin", "weighted-vote", "majority-vote"]
+
+_TOLERANCE = 1e-3
+_MAX_ROUNDS = 100
+_SMOOTHING = 1.0
+# About ten observations per free parameter is the usual floor for estimating a multinomial; below it the
+# K(K-1) cells per worker of a full matrix are mostly pseudo-counts, and one accuracy per worker is steadier.
+_ANSWERS_PER_PARAMETER = 10
+_FEW_ANSWERS = 2
+_TIE = 1e-9
+_FETCH_THREADS = 16
+_FETCH_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -32,6 +60,19 @@ class Consolidated:
     label: str
     confidence: float
     votes: int
+    method: Method = "majority-vote"
+    tie: bool = False
+    reliabilities: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """Posteriors (one list per label, indexed by object) and each worker's estimated accuracy."""
+
+    posterior: list[list[float]]
+    prior: list[float]
+    accuracy: list[float]
+    method: Method
 
 
 def answer_label(content: str | dict[str, Any], categories: list[str]) -> str | None:
@@ -56,69 +97,162 @@ def votes_of(item: ConsolidationRequestItem, categories: list[str]) -> list[Vote
 
 def consolidate_votes(votes_by_object: dict[str, list[Vote]], categories: list[str]) -> dict[str, Consolidated]:
     """One label per object that has at least one valid vote."""
-    labels = sorted(set(categories) | {v.label for votes in votes_by_object.values() for v in votes})
     objects = {oid: votes for oid, votes in votes_by_object.items() if votes}
     if not objects:
         return {}
-    if all(len(votes) == 1 for votes in objects.values()):
-        # One answer per object: nothing to weigh it against, and EM with no agreement to learn from
-        # drifts to the batch's label mix, overriding rare answers. The label is the worker's answer.
-        return {oid: Consolidated(label=votes[0].label, confidence=1.0, votes=1) for oid, votes in objects.items()}
-    # Start from each object's vote shares, then alternate worker accuracies and object posteriors.
-    posterior = {oid: _shares(votes, labels) for oid, votes in objects.items()}
-    for _ in range(_EM_ROUNDS):
-        accuracy = _worker_accuracy(objects, posterior)
-        prior = _label_prior(posterior, labels)
-        posterior = {oid: _posterior(votes, labels, accuracy, prior) for oid, votes in objects.items()}
-    result = {}
-    for oid, probabilities in posterior.items():
-        # Ties go to the label earliest in the category list, so results never depend on dict order.
-        label = max(labels, key=lambda lab: (round(probabilities[lab], 9), -_rank(lab, categories)))
-        result[oid] = Consolidated(label=label, confidence=round(probabilities[label], 4), votes=len(objects[oid]))
-    return result
+    extra = sorted({v.label for votes in objects.values() for v in votes} - set(categories))
+    labels = list(dict.fromkeys(categories)) + extra
+    workers = sorted({v.worker_id for votes in objects.values() for v in votes})
+    label_index = {label: k for k, label in enumerate(labels)}
+    worker_index = {worker: w for w, worker in enumerate(workers)}
+    # One code per (worker, answer) pair, so each EM step is a few C-level sums over lists.
+    codes = [
+        [worker_index[v.worker_id] * len(labels) + label_index[v.label] for v in votes] for votes in objects.values()
+    ]
+    fit = _fit(codes, len(workers), len(labels)) if any(len(c) > 1 for c in codes) and len(labels) > 1 else None
+    reliability = {w: round(accuracy, 4) for w, accuracy in enumerate(fit.accuracy)} if fit else {}
+    return {oid: _decide(i, codes[i], labels, fit, reliability, workers) for i, oid in enumerate(objects)}
 
 
-def _rank(label: str, categories: list[str]) -> int:
-    return categories.index(label) if label in categories else len(categories)
+def _decide(
+    i: int, codes: list[int], labels: list[str], fit: _Fit | None, reliability: dict[int, float], workers: list[str]
+) -> Consolidated:
+    size = len(labels)
+    counts = Counter(code % size for code in codes)
+    shares = [counts[k] / len(codes) for k in range(size)]
+    if fit is None:
+        label, tie = _argmax(shares)
+        return Consolidated(labels[label], round(shares[label], 4), len(codes), "majority-vote", tie)
+    posterior = [column[i] for column in fit.posterior]
+    reliabilities = {workers[code // size]: reliability[code // size] for code in codes}
+    if len(codes) > _FEW_ANSWERS:
+        label, tie = _argmax(posterior)
+        return Consolidated(labels[label], round(posterior[label], 4), len(codes), fit.method, tie, reliabilities)
+    # One or two answers: the answers weighed by their workers' matrices, without the class prior, so a
+    # good worker's rare label stands while a spammer's or an adversary's answer does not.
+    likelihood = [p / prior for p, prior in zip(posterior, fit.prior, strict=True)]
+    norm = sum(likelihood)
+    likelihood = [value / norm for value in likelihood]
+    label, tie = _argmax(likelihood)
+    if tie:
+        label = max(
+            (k for k, value in enumerate(likelihood) if value >= likelihood[label] - _TIE), key=posterior.__getitem__
+        )
+    tie = tie or _argmax(shares)[1]
+    return Consolidated(labels[label], round(likelihood[label], 4), len(codes), "weighted-vote", tie, reliabilities)
 
 
-def _shares(votes: list[Vote], labels: list[str]) -> dict[str, float]:
-    counts = Counter(v.label for v in votes)
-    return {label: counts[label] / len(votes) for label in labels}
+def _argmax(values: Sequence[float]) -> tuple[int, bool]:
+    """The first index of the largest value (labels are in category order), and whether another equals it."""
+    top = max(values)
+    best = [k for k, value in enumerate(values) if value >= top - _TIE]
+    return best[0], len(best) > 1
 
 
-def _worker_accuracy(objects: dict[str, list[Vote]], posterior: dict[str, dict[str, float]]) -> dict[str, float]:
-    right: dict[str, float] = defaultdict(float)
-    seen: dict[str, int] = defaultdict(int)
-    for oid, votes in objects.items():
-        for vote in votes:
-            right[vote.worker_id] += posterior[oid][vote.label]
-            seen[vote.worker_id] += 1
-    # Laplace smoothing keeps a worker with few answers from looking perfect or useless.
-    return {w: min(_ACCURACY_CEILING, max(_ACCURACY_FLOOR, (right[w] + 1.0) / (seen[w] + 2.0))) for w in seen}
+def _fit(codes: list[list[int]], n_workers: int, size: int) -> _Fit:
+    """Dawid–Skene EM from majority vote to convergence; one-coin when the batch is too small for full matrices."""
+    full = sum(map(len, codes)) >= _ANSWERS_PER_PARAMETER * n_workers * size * (size - 1)
+    objects_by_code: list[list[int]] = [[] for _ in range(n_workers * size)]
+    for i, object_codes in enumerate(codes):
+        for code in object_codes:
+            objects_by_code[code].append(i)
+    posterior = _majority_shares(codes, size)
+    flat = _Flat.of(codes)
+    estimate = _confusion if full else _one_coin
+    for _ in range(_MAX_ROUNDS):
+        log_prior, log_theta = _m_step(posterior, objects_by_code, n_workers, size, estimate)
+        updated = _e_step(flat, log_prior, log_theta)
+        moved = max(max(map(abs, map(operator.sub, new, old))) for new, old in zip(updated, posterior, strict=True))
+        posterior = updated
+        if moved < _TOLERANCE:
+            break
+    log_prior, log_theta = _m_step(posterior, objects_by_code, n_workers, size, estimate)
+    prior = [math.exp(p) for p in log_prior]
+    accuracy = [sum(prior[k] * math.exp(log_theta[k][w * size + k]) for k in range(size)) for w in range(n_workers)]
+    return _Fit(posterior, prior, accuracy, "dawid-skene" if full else "one-coin")
 
 
-def _label_prior(posterior: dict[str, dict[str, float]], labels: list[str]) -> dict[str, float]:
-    totals = {label: 1.0 + sum(p[label] for p in posterior.values()) for label in labels}
-    norm = sum(totals.values())
-    return {label: value / norm for label, value in totals.items()}
+def _majority_shares(codes: list[list[int]], size: int) -> list[list[float]]:
+    columns = [[0.0] * len(codes) for _ in range(size)]
+    for i, object_codes in enumerate(codes):
+        for code in object_codes:
+            columns[code % size][i] += 1.0 / len(object_codes)
+    return columns
 
 
-def _posterior(
-    votes: list[Vote], labels: list[str], accuracy: dict[str, float], prior: dict[str, float]
-) -> dict[str, float]:
-    wrong_share = max(len(labels) - 1, 1)
-    log_scores = {}
-    for label in labels:
-        score = math.log(prior[label])
-        for vote in votes:
-            a = accuracy[vote.worker_id]
-            score += math.log(a if vote.label == label else (1.0 - a) / wrong_share)
-        log_scores[label] = score
-    top = max(log_scores.values())
-    weights = {label: math.exp(s - top) for label, s in log_scores.items()}
-    norm = sum(weights.values())
-    return {label: w / norm for label, w in weights.items()}
+_Estimate = Callable[[list[list[float]], int], list[list[float]]]
+
+
+def _m_step(
+    posterior: list[list[float]], objects_by_code: list[list[int]], n_workers: int, size: int, estimate: _Estimate
+) -> tuple[list[float], list[list[float]]]:
+    """Log class priors, and log θ[k][code]: the chance that a worker answers the code's label when truth is k."""
+    totals = [sum(column) + _SMOOTHING for column in posterior]
+    norm = sum(totals)
+    log_prior = [math.log(t / norm) for t in totals]
+    # counts[w][k][l]: expected number of times worker w answered l on objects whose truth is k.
+    counts = [
+        [
+            [sum(map(posterior[k].__getitem__, objects_by_code[w * size + answer])) for answer in range(size)]
+            for k in range(size)
+        ]
+        for w in range(n_workers)
+    ]
+    log_theta = [[0.0] * (n_workers * size) for _ in range(size)]
+    for w, matrix in enumerate(counts):
+        for k, row in enumerate(estimate(matrix, size)):
+            for answer, probability in enumerate(row):
+                log_theta[k][w * size + answer] = math.log(probability)
+    return log_prior, log_theta
+
+
+def _confusion(matrix: list[list[float]], size: int) -> list[list[float]]:
+    """A worker's full confusion matrix, each row smoothed with one pseudo-count per cell."""
+    rows = []
+    for row in matrix:
+        norm = sum(row) + _SMOOTHING * size
+        rows.append([(count + _SMOOTHING) / norm for count in row])
+    return rows
+
+
+def _one_coin(matrix: list[list[float]], size: int) -> list[list[float]]:
+    """One accuracy per worker (Laplace-smoothed); wrong answers spread evenly over the other labels."""
+    right = sum(matrix[k][k] for k in range(size))
+    accuracy = (right + _SMOOTHING) / (sum(map(sum, matrix)) + 2 * _SMOOTHING)
+    wrong = (1.0 - accuracy) / (size - 1)
+    return [[accuracy if answer == k else wrong for answer in range(size)] for k in range(size)]
+
+
+def _e_step(flat: _Flat, log_prior: list[float], log_theta: list[list[float]]) -> list[list[float]]:
+    """Each object's posterior over labels, one list per label, normalised in log space."""
+    scores = [
+        list(map(operator.add, flat.sums(theta), itertools.repeat(prior)))
+        for prior, theta in zip(log_prior, log_theta, strict=True)
+    ]
+    tops = list(map(max, *scores))
+    weights = [list(map(math.exp, map(operator.sub, column, tops))) for column in scores]
+    norms = functools.reduce(lambda total, column: list(map(operator.add, total, column)), weights)
+    return [list(map(operator.truediv, column, norms)) for column in weights]
+
+
+@dataclass(frozen=True)
+class _Flat:
+    """Every answer's code in one list, with where each object's answers end, for per-object sums in C loops."""
+
+    codes: list[int]
+    ends: list[int]
+
+    @classmethod
+    def of(cls, codes: list[list[int]]) -> _Flat:
+        return cls(
+            [code for object_codes in codes for code in object_codes], list(itertools.accumulate(map(len, codes)))
+        )
+
+    def sums(self, values: list[float]) -> list[float]:
+        """Per object, the sum of `values[code]` over its answers (differences of one running sum)."""
+        running = [0.0, *itertools.accumulate(map(values.__getitem__, self.codes))]
+        at_ends = list(map(running.__getitem__, self.ends))
+        return list(map(operator.sub, at_ends, [0.0, *at_ends[:-1]]))
 
 
 def consolidation_response(
@@ -137,8 +271,16 @@ def consolidation_response(
         result = decided.get(item.dataset_object_id)
         if result is None:
             continue
+        # A custom workflow's content is ours to shape; the metadata keeps the keys Ground Truth's own
+        # classification output has, so readers of either find the class name and confidence.
         content = {
-            label_attribute: {"label": result.label, "votes": result.votes},
+            label_attribute: {
+                "label": result.label,
+                "votes": result.votes,
+                "method": result.method,
+                "tie": result.tie,
+                "worker-reliability": result.reliabilities,
+            },
             f"{label_attribute}-metadata": {
                 "class-name": result.label,
                 "confidence": result.confidence,
@@ -155,16 +297,34 @@ def consolidation_response(
     return response
 
 
-def load_consolidation_request(s3: Any, s3_uri: str) -> list[ConsolidationRequestItem]:
+def load_consolidation_request(s3: S3Client, s3_uri: str) -> list[ConsolidationRequestItem]:
     """The objects and worker answers Ground Truth wrote for this batch; answers stored in S3 are inlined."""
-    from labelflow.s3 import S3Location, get_bytes, get_json
+    from labelflow.s3 import S3Location, get_json
 
     location = S3Location.parse(s3_uri)
     items = [ConsolidationRequestItem.model_validate(raw) for raw in get_json(s3, location.bucket, location.key)]
-    for item in items:
-        for annotation in item.annotations:
-            data = annotation.annotation_data
-            if data.content is None and data.s3_uri:
-                answer = S3Location.parse(data.s3_uri)
-                data.content = get_bytes(s3, answer.bucket, answer.key).decode()
+    pending = [
+        annotation.annotation_data
+        for item in items
+        for annotation in item.annotations
+        if annotation.annotation_data.content is None and annotation.annotation_data.s3_uri
+    ]
+    if pending:
+        with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(pending))) as pool:
+            contents = pool.map(lambda data: _fetch_answer(s3, data.s3_uri or ""), pending)
+            for data, content in zip(pending, contents, strict=True):
+                data.content = content
     return items
+
+
+def _fetch_answer(s3: S3Client, uri: str) -> str:
+    """One stored answer; botocore retries the request, this retries a body cut off while it was being read."""
+    from labelflow.s3 import S3Location, get_bytes
+
+    answer = S3Location.parse(uri)
+    for attempt in range(1, _FETCH_ATTEMPTS):
+        try:
+            return get_bytes(s3, answer.bucket, answer.key).decode()
+        except (ResponseStreamingError, BotocoreConnectionError):
+            time.sleep(0.1 * 2**attempt)
+    return get_bytes(s3, answer.bucket, answer.key).decode()

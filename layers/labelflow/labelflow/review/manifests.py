@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from labelflow.errors import ManifestError
+from labelflow.models.records import SOURCE_REF
 from labelflow.review.tasks import CLASSIFIER_NAME
 
 LABEL_ATTRIBUTE = "label"
@@ -27,7 +28,8 @@ def consolidation_item(dataset_object_id: str, line: dict[str, Any], answers: li
     """One object of a consolidation request: its data and each (worker id, label) answer."""
     return {
         "datasetObjectId": dataset_object_id,
-        "dataObject": {"content": line.get("source", "")},
+        # Ground Truth sends a `source-ref` object by its URI and a `source` one inline.
+        "dataObject": {"s3Uri": line[SOURCE_REF]} if SOURCE_REF in line else {"content": line.get("source", "")},
         "annotations": [
             {"workerId": worker, "annotationData": {"content": json.dumps(answer_content(label))}}
             for worker, label in answers
