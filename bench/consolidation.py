@@ -11,10 +11,13 @@ or uniform noise), and one is an adversary (answers the next label on purpose). 
     imbalanced-3+single  the same priors, 3 answers, 20% of objects only 1
 
 For each seed the candidates run interleaved on the same answers; the table shows medians over seeds of accuracy,
-recall of the rarest label, and seconds. Then the post-annotation Lambda runs in-process over moto on the
-balanced-5 batch: wall time (median of `--repeat`) and peak Python memory (tracemalloc) of the handler call.
+recall of the rarest label, and seconds (of the call alone). Ours runs in this venv; crowd-kit's candidates
+(majority vote included) run in a venv of their own, built once under ~/.cache/labelflow/, which simulates the same
+crowd from the same seed, so numpy and pandas stay out of the dev venv. Then the post-annotation Lambda runs
+in-process over moto on the balanced-5 batch: wall time (median of `--repeat`) and peak Python memory
+(tracemalloc) of the handler call.
 
-    python bench/consolidation.py [--objects 10000] [--seeds 3] [--repeat 5] [--skip glad]
+    python bench/consolidation.py [--objects 10000] [--seeds 3] [--repeat 5] [--skip crowdkit-glad]
 """
 
 from __future__ import annotations
@@ -23,11 +26,18 @@ import argparse
 import json
 import random
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from venvs import cached_venv
+
+CROWDKIT_VERSION = "1.4.2"
 
 LABELS = ["a", "b", "c"]
 WORKERS = 40
@@ -100,7 +110,13 @@ def ours(crowd: Crowd) -> dict[int, str]:
 def crowdkit(name: str) -> Callable[[Crowd], dict[int, str]]:
     def run(crowd: Crowd) -> dict[int, str]:
         import pandas as pd
-        from crowdkit.aggregation import GLAD, MACE, DawidSkene, MajorityVote, OneCoinDawidSkene
+        from crowdkit.aggregation import (  # type: ignore[import-not-found]
+            GLAD,
+            MACE,
+            DawidSkene,
+            MajorityVote,
+            OneCoinDawidSkene,
+        )
 
         models: dict[str, Any] = {
             "majority": MajorityVote(),
@@ -115,13 +131,30 @@ def crowdkit(name: str) -> Callable[[Crowd], dict[int, str]]:
     return run
 
 
-CANDIDATES: dict[str, Callable[[Crowd], dict[int, str]]] = {
-    "ours": ours,
-    **{
-        name: crowdkit(name)
-        for name in ["majority", "crowdkit-ds", "crowdkit-onecoin", "crowdkit-glad", "crowdkit-mace"]
-    },
-}
+CROWDKIT = ["majority", "crowdkit-ds", "crowdkit-onecoin", "crowdkit-glad", "crowdkit-mace"]
+CANDIDATES: dict[str, Callable[[Crowd], dict[int, str]]] = {"ours": ours, **{name: crowdkit(name) for name in CROWDKIT}}
+
+
+def crowdkit_python() -> str:
+    """A venv with this Python and crowd-kit (numpy, pandas, scikit-learn)."""
+    return cached_venv("crowd-kit", CROWDKIT_VERSION, sys.executable)
+
+
+def timed(name: str, crowd: Crowd) -> tuple[dict[int, str], float]:
+    """One candidate's labels on this crowd, and the seconds its call took."""
+    start = time.perf_counter()
+    predicted = CANDIDATES[name](crowd)
+    return predicted, time.perf_counter() - start
+
+
+def run_candidate(name: str, setting: str, seed: int, objects: int, python: str) -> tuple[dict[int, str], float]:
+    """Ours in this process; crowd-kit's in its venv, on the crowd it simulates from the same seed."""
+    if name == "ours":
+        return timed(name, simulate(*SETTINGS[setting], objects, seed))
+    args = ["--candidate", name, "--setting", setting, "--seed", str(seed), "--objects", str(objects)]
+    child = subprocess.run([python, __file__, *args], check=True, capture_output=True, text=True)
+    result = json.loads(child.stdout)
+    return {int(task): label for task, label in result["predicted"].items()}, result["seconds"]
 
 
 def score(crowd: Crowd, predicted: dict[int, str], minority: str) -> tuple[float, float]:
@@ -138,6 +171,7 @@ def lambda_run(crowd: Crowd, repeat: int) -> tuple[float, float]:
     import boto3
     from moto import mock_aws
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `functions`
     from functions.gt_post_annotation import app
     from labelflow import aws
     from labelflow_local.functions import LocalContext
@@ -178,8 +212,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip", action="append", default=[], help="candidate to leave out (repeatable)")
+    parser.add_argument("--candidate", help=argparse.SUPPRESS)  # a child: run one candidate, print JSON
+    parser.add_argument("--setting", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.candidate:
+        # Imported before the clock starts, as in a warm process.
+        import crowdkit.aggregation  # type: ignore[import-not-found]  # noqa: F401
+
+        predicted, seconds = timed(args.candidate, simulate(*SETTINGS[args.setting], args.objects, args.seed))
+        print(json.dumps({"predicted": predicted, "seconds": seconds}))
+        return
     names = [name for name in CANDIDATES if name not in args.skip]
+    python = crowdkit_python() if set(names) & set(CROWDKIT) else sys.executable
     print(f"{args.objects} objects, {len(LABELS)} labels, {WORKERS} workers, medians over {args.seeds} seeds")
     print(f"{'setting':22}{'candidate':18}{'accuracy':>10}{'rare recall':>13}{'seconds':>10}")
     for setting, (priors, per_object, single) in SETTINGS.items():
@@ -188,9 +233,7 @@ def main() -> None:
         for seed in range(args.seeds):
             crowd = simulate(priors, per_object, single, args.objects, seed)
             for name in names[seed % len(names) :] + names[: seed % len(names)]:
-                start = time.perf_counter()
-                predicted = CANDIDATES[name](crowd)
-                elapsed = time.perf_counter() - start
+                predicted, elapsed = run_candidate(name, setting, seed, args.objects, python)
                 rows[name].append((*score(crowd, predicted, minority), elapsed))
         for name, runs in rows.items():
             accuracy, recall, seconds = (statistics.median(column) for column in zip(*runs, strict=True))

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from venvs import cached_venv
+
 ROOT = Path(__file__).resolve().parents[1]
 POLARS_VERSION = "2.1.0"
 NUMERIC = [f"n{i}" for i in range(12)]
@@ -268,18 +270,8 @@ def image_python() -> str:
 
 
 def polars_python(base: str) -> str:
-    """A venv with the image's Python and polars, built once under ~/.cache/labelflow/."""
-    venv = (
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        / "labelflow"
-        / f"bench-polars-{POLARS_VERSION}"
-    )
-    python = venv / "bin" / "python"
-    if not python.exists():
-        real = subprocess.run([base, "-c", "import sys; print(sys._base_executable)"], capture_output=True, text=True)
-        subprocess.run([real.stdout.strip(), "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", f"polars=={POLARS_VERSION}"], check=True)
-    return str(python)
+    """A venv with the image's Python and polars."""
+    return cached_venv("polars", POLARS_VERSION, base)
 
 
 def measure(python: str, mode: str, *args: Path) -> dict[str, float]:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from labelflow.layout import labeling_output_manifest_uri
 from labelflow.models.reviewers import ReviewerLineage, reviewers_uri
@@ -110,6 +110,45 @@ class SimulatedWorkers:
             seed=self._seed,
             simulated_accuracy=self._accuracy,
         )
+
+
+class JobEnded(Exception):
+    """A backend ends the labeling job early: DescribeLabelingJob then says `status` and `reason`."""
+
+    def __init__(self, status: Literal["Failed", "Stopped"], reason: str | None) -> None:
+        super().__init__(reason or status)
+        self.status = status
+        self.reason = reason
+
+
+class EndsAfter:
+    """Another backend's answers for the first `tasks` tasks of each job, then the job ends Failed or Stopped (for
+    tests). Counted per thread: a job runs on one, and the jobs of a split review may run at once."""
+
+    def __init__(
+        self,
+        workers: WorkerAnswers,
+        tasks: int,
+        status: Literal["Failed", "Stopped"] = "Failed",
+        reason: str | None = "the work team's workers left",
+    ) -> None:
+        self._workers = workers
+        self._tasks = tasks
+        self._ending = (status, reason)
+        self._job = threading.local()
+
+    def begin(self, total: int) -> None:
+        self._job.given = 0
+        self._workers.begin(total)
+
+    def answer(self, task_input: dict[str, Any], workers: int) -> list[tuple[str, str]]:
+        if self._job.given >= self._tasks:
+            raise JobEnded(*self._ending)
+        self._job.given += 1
+        return self._workers.answer(task_input, workers)
+
+    def lineage(self) -> ReviewerLineage:
+        return self._workers.lineage()
 
 
 def read_labels(path: Path) -> dict[str, str]:
@@ -345,8 +384,16 @@ class LocalGroundTruth:
         self._workers = workers
         self._region = region
         self._account = account
+        # The jobs of a split review run at once in the Map; one local crowd (a person at the terminal) takes them
+        # one at a time.
+        self._one_job = threading.Lock()
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run the job to its end; its DescribeLabelingJob response."""
+        with self._one_job:
+            return self._run(request)
+
+    def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["LabelingJobName"]
         arn = f"arn:aws:sagemaker:{self._region}:{self._account}:labeling-job/{name.lower()}"
         attribute = request["LabelAttributeName"]
@@ -371,50 +418,70 @@ class LocalGroundTruth:
         categories = [entry["label"] for entry in get_json(self._s3, *categories_uri)["labels"]]
 
         try:
-            batch, answered_by = self._collect_answers(arn, task, lines, output, stamp)
+            batch, answered_by, ended = self._collect_answers(arn, task, lines, output, stamp)
             self._record_reviewers(output_path, name, answered_by)
-            request_key = f"{output.key}annotations/consolidation-request/iteration-1/{stamp}.json"
-            put_bytes(self._s3, output.bucket, request_key, json.dumps(batch).encode(), "application/json")
-            consolidated = self._functions.invoke(
-                task["AnnotationConsolidationConfig"]["AnnotationConsolidationLambdaArn"],
-                {
-                    "version": "2018-10-16",
-                    "labelingJobArn": arn,
-                    "labelCategories": categories,
-                    "labelAttributeName": attribute,
-                    "roleArn": request["RoleArn"],
-                    "payload": {"s3Uri": f"s3://{output.bucket}/{request_key}"},
-                },
-            )
+            by_object = self._consolidate(request, arn, categories, output, stamp, batch) if batch else {}
         except FunctionError as exc:
             describe.update(LabelingJobStatus="Failed", FailureReason=f"lambda failed: {exc}"[:1024])
             return describe
+        if batch:
+            # Ground Truth writes the output manifest as tasks are done: a job that ended early has lines only for
+            # the objects it reached (SageMaker developer guide, "Labeling job output data").
+            output_lines = [
+                json.dumps(output_line(line, by_object.get(str(index)), name, attribute))
+                for index, line in enumerate(lines[: len(batch)])
+            ]
+            output_key = S3Location.parse(labeling_output_manifest_uri(output_path, name)).key
+            body = ("\n".join(output_lines) + "\n").encode()
+            put_bytes(self._s3, output.bucket, output_key, body, "application/jsonl")
+            describe["LabelingJobOutput"] = {"OutputDatasetS3Uri": f"s3://{output.bucket}/{output_key}"}
+        labeled = len(by_object)
+        describe.update(
+            LabelingJobStatus=ended.status if ended else "Completed",
+            LabelCounters={
+                "TotalLabeled": labeled,
+                "HumanLabeled": labeled,
+                "MachineLabeled": 0,
+                "FailedNonRetryableError": len(batch) - labeled,
+                "Unlabeled": len(lines) - len(batch),
+            },
+        )
+        if ended is not None and ended.reason:
+            describe["FailureReason"] = ended.reason
+        return describe
+
+    def _consolidate(
+        self,
+        request: dict[str, Any],
+        arn: str,
+        categories: list[str],
+        output: S3Location,
+        stamp: str,
+        batch: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The post-annotation Lambda over the batch, its request and response saved like Ground Truth's; the
+        consolidated content per dataset object id."""
+        task = request["HumanTaskConfig"]
+        request_key = f"{output.key}annotations/consolidation-request/iteration-1/{stamp}.json"
+        put_bytes(self._s3, output.bucket, request_key, json.dumps(batch).encode(), "application/json")
+        consolidated = self._functions.invoke(
+            task["AnnotationConsolidationConfig"]["AnnotationConsolidationLambdaArn"],
+            {
+                "version": "2018-10-16",
+                "labelingJobArn": arn,
+                "labelCategories": categories,
+                "labelAttributeName": request["LabelAttributeName"],
+                "roleArn": request["RoleArn"],
+                "payload": {"s3Uri": f"s3://{output.bucket}/{request_key}"},
+            },
+        )
         put_json(
             self._s3,
             output.bucket,
             f"{output.key}annotations/consolidation-response/iteration-1/{stamp}.json",
             consolidated,
         )
-        by_object = {entry["datasetObjectId"]: entry["consolidatedAnnotation"]["content"] for entry in consolidated}
-        output_lines = [
-            json.dumps(output_line(line, by_object.get(str(index)), name, attribute))
-            for index, line in enumerate(lines)
-        ]
-        output_key = S3Location.parse(labeling_output_manifest_uri(output_path, name)).key
-        put_bytes(self._s3, output.bucket, output_key, ("\n".join(output_lines) + "\n").encode(), "application/jsonl")
-        labeled = len(by_object)
-        describe.update(
-            LabelingJobStatus="Completed",
-            LabelCounters={
-                "TotalLabeled": labeled,
-                "HumanLabeled": labeled,
-                "MachineLabeled": 0,
-                "FailedNonRetryableError": len(lines) - labeled,
-                "Unlabeled": 0,
-            },
-            LabelingJobOutput={"OutputDatasetS3Uri": f"s3://{output.bucket}/{output_key}"},
-        )
-        return describe
+        return {entry["datasetObjectId"]: entry["consolidatedAnnotation"]["content"] for entry in consolidated}
 
     def _record_reviewers(self, output_path: str, job: str, answered_by: set[str]) -> None:
         """The backend's lineage, with the workers who answered counted, beside the job's output."""
@@ -432,21 +499,25 @@ class LocalGroundTruth:
 
     def _collect_answers(
         self, arn: str, task: dict[str, Any], lines: list[dict[str, Any]], output: S3Location, stamp: str
-    ) -> tuple[list[dict[str, Any]], set[str]]:
+    ) -> tuple[list[dict[str, Any]], set[str], JobEnded | None]:
         """Pre-annotation Lambda per line, then the workers; worker responses are saved like Ground Truth's.
 
-        Returns the consolidation request's items and the workers who answered.
+        Returns the consolidation request's items, the workers who answered, and the backend's early end if it
+        ended the job (the items then cover only the lines before it).
         """
         workers = int(task.get("NumberOfHumanWorkersPerDataObject", 1))
         self._workers.begin(len(lines))
-        batch = []
+        batch: list[dict[str, Any]] = []
         answered_by: set[str] = set()
         for index, line in enumerate(lines):
             pre = self._functions.invoke(
                 task["PreHumanTaskLambdaArn"], {"version": "2018-10-16", "labelingJobArn": arn, "dataObject": line}
             )
             shown = pre["taskInput"]
-            answers = self._workers.answer(shown, workers) if self._shown(shown) else []
+            try:
+                answers = self._workers.answer(shown, workers) if self._shown(shown) else []
+            except JobEnded as ended:
+                return batch, answered_by, ended
             answered_by.update(worker for worker, _ in answers)
             responses = {
                 "answers": [
@@ -465,4 +536,4 @@ class LocalGroundTruth:
                 responses,
             )
             batch.append(consolidation_item(str(index), line, answers))
-        return batch, answered_by
+        return batch, answered_by, None

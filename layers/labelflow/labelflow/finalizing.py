@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from labelflow.errors import LabelflowError, ManifestError
 from labelflow.ingestion import read_manifest, settle
 from labelflow.layout import PROCESSED_STATS, RunLayout
+from labelflow.merging import ended_reason
 from labelflow.models.artifacts import ProcessingStats
 from labelflow.models.reviewers import ReviewerLineage, reviewers_uri
 from labelflow.models.run import (
@@ -25,7 +26,14 @@ from labelflow.models.run import (
     RunStatus,
     TransformStateLineage,
 )
-from labelflow.models.state import FinalizeInput, FinalizeReingestInput, IngestOutput, ReingestState, WorkflowState
+from labelflow.models.state import (
+    FinalizeInput,
+    FinalizeReingestInput,
+    IngestOutput,
+    LabelingResult,
+    ReingestState,
+    WorkflowState,
+)
 from labelflow.observability import logger
 from labelflow.s3 import S3Location, copy_version, get_json, put_json
 
@@ -88,7 +96,9 @@ def reason_of(manifest: RunManifest, group: str | None = None) -> str | None:
     parts = []
     if counts.rejected:
         parts.append(f"{counts.rejected} rows rejected by processing (rejected.jsonl under processed/ says why)")
-    if counts.unlabeled:
+    if counts.unlabeled and manifest.labeling_ended:
+        parts.append(f"{counts.unlabeled} records unlabeled: {manifest.labeling_ended} (unlabeled.jsonl lists them)")
+    elif counts.unlabeled:
         parts.append(f"{counts.unlabeled} records got no label from reviewers (answer them: --answers FILE)")
     if counts.ingest_failed:
         parts.append(
@@ -118,17 +128,26 @@ def counts_of(run: WorkflowState, stats: ProcessingStats | None) -> RunCounts:
     )
 
 
+def labeling_of(run: WorkflowState) -> list[LabelingResult]:
+    """The labeling jobs as they ended; none when a caught error described no job (merge then failed the run)."""
+    try:
+        return run.labeling_outcomes()
+    except LabelflowError:
+        return []
+
+
 def reviewers_of(s3: S3Client, run: WorkflowState) -> ReviewerLineage | None:
     """Who reviewed the run's labeling job: what a local backend recorded beside its output, else Ground Truth's
     work team with the workers asked per record; None when nothing went to review."""
-    if run.labeling is None:
+    jobs = labeling_of(run)
+    if not jobs:
         return None
-    location = S3Location.parse(reviewers_uri(run.labeling.output_path, run.labeling.job_name))
+    location = S3Location.parse(reviewers_uri(jobs[0].output_path, jobs[0].job_name))
     try:
         return ReviewerLineage.model_validate(get_json(s3, location.bucket, location.key))
     except ManifestError:
-        job = run.routing.labeling_job if run.routing else None
-        asked = job.get("NumberOfHumanWorkersPerDataObject") if job else None
+        requests = run.routing.labeling_jobs if run.routing else []
+        asked = requests[0].get("NumberOfHumanWorkersPerDataObject") if requests else None
         return ReviewerLineage(backend="ground-truth", workers_per_record=asked)
 
 
@@ -136,11 +155,12 @@ def build_manifest(
     request: FinalizeInput, stats: ProcessingStats | None, now: datetime, reviewers: ReviewerLineage | None = None
 ) -> RunManifest:
     run = request.state
-    plan, routing, labeling, merged, ingest = run.plan, run.routing, run.labeling, run.merge, run.ingest
+    plan, routing, jobs, merged, ingest = run.plan, run.routing, labeling_of(run), run.merge, run.ingest
     processing_job = run.processing.job_name if run.processing else None
     if processing_job is None and plan is not None and not plan.cache_hit:
         processing_job = str(plan.processing_job.get("ProcessingJobName"))
-    labeling_job = labeling.job_name if labeling else None
+    labeling = jobs[0] if jobs else None
+    ended = "; ".join(ended_reason(job) for job in jobs if job.ended_early)
     counts = counts_of(run, stats)
     manifest = RunManifest(
         run_id=run.run_id,
@@ -156,7 +176,9 @@ def build_manifest(
         model=plan.model if plan else None,
         transform_state=transform_state_of(run),
         processing_job=processing_job,
-        labeling_job=labeling_job,
+        labeling_job=labeling.job_name if labeling else None,
+        labeling_jobs=[job.job_name for job in jobs],
+        labeling_ended=ended or None,
         feature_group=plan.feature_group if plan else None,
         threshold=routing.threshold_choice if routing else None,
         audit=(merged.audit if merged else None) or (routing.audit if routing else None),

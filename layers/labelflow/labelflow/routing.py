@@ -112,12 +112,19 @@ def publish_ui_template(s3: S3Client, bucket: str) -> str:
 
 
 def labeling_job_request(
-    run: WorkflowState, layout: RunLayout, spec: DatasetSpec, manifest_uri: str, categories_uri: str, template_uri: str
+    run: WorkflowState,
+    layout: RunLayout,
+    spec: DatasetSpec,
+    manifest_uri: str,
+    categories_uri: str,
+    template_uri: str,
+    part: str = "",
 ) -> dict[str, Any]:
-    """CreateLabelingJob fields the state machine passes through (it adds role, work team and Lambdas)."""
+    """CreateLabelingJob fields the state machine passes through (it adds role, work team and Lambdas); `part`
+    names one job of a split review."""
     labeling = spec.labeling
     return {
-        "LabelingJobName": job_name("lf", run.dataset, run.run_id, "review"),
+        "LabelingJobName": job_name("lf", run.dataset, run.run_id, "review", part),
         "LabelAttributeName": LABEL_ATTRIBUTE,
         "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": manifest_uri}}},
         "OutputConfig": {"S3OutputPath": uri(run.bucket, layout.review_output_prefix)},
@@ -130,6 +137,20 @@ def labeling_job_request(
         "TaskAvailabilityLifetimeInSeconds": labeling.task_availability_lifetime_seconds,
         "MaxConcurrentTaskCount": labeling.max_concurrent_task_count,
     }
+
+
+def split_review(
+    s3: S3Client, bucket: str, layout: RunLayout, review: list[ReviewItem], manifest_uri: str, per_job: int
+) -> list[tuple[str, str]]:
+    """(job name part, input manifest) of each labeling job: the whole manifest when one job holds it, else a
+    manifest per `per_job` records beside it."""
+    if len(review) <= per_job:
+        return [("", manifest_uri)]
+    parts = []
+    for number, start in enumerate(range(0, len(review), per_job), start=1):
+        key = layout.review_manifest_key.removesuffix(".manifest") + f"-{number}.manifest"
+        parts.append((str(number), put_jsonl(s3, bucket, key, review[start : start + per_job])))
+    return parts
 
 
 def refuse_if_processing_did(s3: S3Client, processed_uri: str) -> None:
@@ -163,7 +184,7 @@ def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: flo
     layout = RunLayout(run.dataset, run.run_id)
     auto_uri = put_jsonl(s3, run.bucket, layout.auto_labeled_key, auto)
     manifest_uri: str | None = None
-    job: dict[str, Any] | None = None
+    jobs: list[dict[str, Any]] = []
     if review:
         manifest_uri = put_jsonl(s3, run.bucket, layout.review_manifest_key, review)
         categories_uri = put_json(
@@ -173,7 +194,12 @@ def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: flo
             {"document-version": "2018-11-28", "labels": [{"label": label} for label in spec.labels]},
         )
         template_uri = publish_ui_template(s3, run.bucket)
-        job = labeling_job_request(run, layout, spec, manifest_uri, categories_uri, template_uri)
+        jobs = [
+            labeling_job_request(run, layout, spec, part_uri, categories_uri, template_uri, part)
+            for part, part_uri in split_review(
+                s3, run.bucket, layout, review, manifest_uri, spec.labeling.objects_per_job
+            )
+        ]
     return RoutingOutput(
         total=len(auto) + len(review) - confident,
         auto_labeled=len(auto) - confident,
@@ -183,6 +209,6 @@ def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: flo
         audit=AuditOutcome(rate=rate, sampled=sampled, confident=confident) if rate else None,
         auto_labeled_uri=auto_uri,
         review_manifest_uri=manifest_uri,
-        labeling_job=job,
+        labeling_jobs=jobs,
         transform_state=transform_state,
     )

@@ -19,7 +19,7 @@ def test_splits_records_by_confidence_and_writes_the_review_manifest(cloud) -> N
     assert all(a["confidence"] >= routing["threshold"] for a in auto)
     assert all(set(r) >= {"source", "record_id", "labels"} for r in review)
     # And the labeling job has what Ground Truth needs, the UI template published beside the code
-    job = routing["labeling_job"]
+    (job,) = routing["labeling_jobs"]
     template = S3Location.parse(job["UiConfig"]["UiTemplateS3Uri"])
     assert b"crowd-classifier" in cloud.s3.get_object(Bucket=template.bucket, Key=template.key)["Body"].read()
     assert job["NumberOfHumanWorkersPerDataObject"] == 3
@@ -34,7 +34,7 @@ def test_nothing_to_review_writes_no_manifest(cloud) -> None:
     # When RouteByConfidence runs
     routing = cloud.invoke("route_by_confidence", event)
     # Then everything is auto-labeled and no labeling job is planned
-    assert routing["to_review"] == 0 and routing["labeling_job"] is None and routing["review_manifest_uri"] is None
+    assert routing["to_review"] == 0 and routing["labeling_jobs"] == [] and routing["review_manifest_uri"] is None
 
 
 def _lines(cloud, uri: str) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -286,7 +287,7 @@ def test_em_stops_when_the_posteriors_settle(monkeypatch: pytest.MonkeyPatch) ->
     rounds: list[int] = []
     e_step = consolidation._e_step
 
-    def counted(*args: Any) -> list[list[float]]:
+    def counted(*args: Any) -> tuple[list[list[float]], float]:
         rounds.append(1)
         return e_step(*args)
 
@@ -300,9 +301,62 @@ def test_em_stops_when_the_posteriors_settle(monkeypatch: pytest.MonkeyPatch) ->
     exhausted = consolidate_votes(crowd(), CATEGORIES)
 
     # Then it stops early once nothing moves, at the same labels the full run of rounds reaches
+    # (a SQUAREM cycle is two or three EM steps, so the last one may end just past the limit)
     assert converged_in < consolidation._MAX_ROUNDS
-    assert len(rounds) == consolidation._MAX_ROUNDS
+    assert consolidation._MAX_ROUNDS <= len(rounds) < consolidation._MAX_ROUNDS + 3
     assert {k: r.label for k, r in settled.items()} == {k: r.label for k, r in exhausted.items()}
+
+
+def noisy_crowd(objects: int) -> list[list[int]]:
+    """Answer codes (worker * 3 + label) of five workers of uneven skill on three labels, two to four answers each,
+    objects with fewer answers first."""
+    skill = [9, 8, 7, 5, 2]  # right answers in ten
+    codes = []
+    for i in range(objects):
+        truth = i % 3
+        workers = [(i + j) % len(skill) for j in range(2 + i % 3)]
+        # A fixed pattern of mistakes, wrong toward one of the two other labels by worker.
+        codes.append([w * 3 + (truth if (i * 7 + w * 3) % 10 < skill[w] else (truth + 1 + w % 2) % 3) for w in workers])
+    return sorted(codes, key=len)
+
+
+def plain_em(codes: list[list[int]], method: str) -> list[list[float]]:
+    """Dawid–Skene for five workers and three labels by unaccelerated EM steps from majority vote, until still."""
+    objects_by_code: list[list[int]] = [[] for _ in range(5 * 3)]
+    for i, object_codes in enumerate(codes):
+        for code in object_codes:
+            objects_by_code[code].append(i)
+    blocks = [consolidation._Block.of(list(run)) for _, run in itertools.groupby(codes, key=len)]
+    estimate = consolidation._confusion if method == "dawid-skene" else consolidation._one_coin
+    posterior = consolidation._majority_shares(codes, 3)
+    for _ in range(10_000):
+        params = consolidation._m_step(posterior, objects_by_code, 5, 3, estimate)
+        updated, _ = consolidation._e_step(blocks, *params)
+        if (
+            max(abs(a - b) for new, old in zip(updated, posterior, strict=True) for a, b in zip(new, old, strict=True))
+            < 1e-12
+        ):
+            break
+        posterior = updated
+    return updated
+
+
+@pytest.mark.parametrize(("objects", "method"), [(60, "one-coin"), (300, "dawid-skene")])
+def test_squarem_reaches_the_fixed_point_of_plain_em(
+    monkeypatch: pytest.MonkeyPatch, objects: int, method: str
+) -> None:
+    # Given a noisy batch of five workers on three labels, and a tight tolerance
+    codes = noisy_crowd(objects)
+    monkeypatch.setattr(consolidation, "_TOLERANCE", 1e-10)
+
+    # When it is fitted (with SQUAREM), and by a long run of plain EM steps
+    fit = consolidation._fit(codes, 5, 3)
+    reference = plain_em(codes, method)
+
+    # Then both reach the same posteriors
+    assert fit.method == method
+    for accelerated, plain in zip(fit.posterior, reference, strict=True):
+        assert accelerated == pytest.approx(plain, abs=1e-6)
 
 
 # ------------------------------------------------------------------------- response

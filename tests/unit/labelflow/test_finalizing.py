@@ -183,7 +183,9 @@ def test_manifest_of_a_complete_run() -> None:
     assert manifest.code_sha256 == plan.code_sha256 and len(plan.code_sha256) == 64
     assert manifest.cache_hit is False
     assert manifest.processing_job == state.processing.job_name == plan.processing_job["ProcessingJobName"]
-    assert manifest.labeling_job == state.labeling.job_name == f"lf-reviews-{state.run_id}-review"
+    (job,) = state.labeling_outcomes()
+    assert manifest.labeling_job == job.job_name == f"lf-reviews-{state.run_id}-review"
+    assert manifest.labeling_jobs == [job.job_name] and manifest.labeling_ended is None
     assert manifest.feature_group == plan.feature_group == FeatureGroupLineage(name="labelflow-reviews", created=True)
     # And the transform state as routing settled it: the sample's first run fitted it and published it
     assert manifest.transform_state == routing.transform_state

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from labelflow.merging import merge_records
+import json
+
+import pytest
+
+from labelflow.errors import LabelflowError
+from labelflow.merging import ended_reason, merge_records, unanswered_reasons
 from labelflow.models.records import AutoLabel, ProcessedRecord
+from labelflow.models.state import StepError, ended_job
 
 
 def processed(record_id: str) -> ProcessedRecord:
@@ -73,3 +79,42 @@ def test_audit_labels_are_the_answered_audit_items_with_model_and_human_label() 
 
     # Then only r1 is one, with the model's prediction beside the human label
     assert labels == [AuditLabel(record_id="r1", model_label="a", model_confidence=0.9, human_label="b")]
+
+
+def test_a_caught_labeling_error_is_read_as_the_job_that_ended_early() -> None:
+    # Given the cause the .sync integration gives when a labeling job ends Failed
+    cause = json.dumps(
+        {
+            "LabelingJobName": "lf-job",
+            "LabelingJobStatus": "Failed",
+            "FailureReason": "workers left",
+            "OutputConfig": {"S3OutputPath": "s3://b/out/"},
+            "LabelCounters": {"TotalLabeled": 2},
+        }
+    )
+    # When it is read
+    job = ended_job(StepError(error="States.TaskFailed", cause=cause))
+    # Then the job, its output and its reason are known
+    assert job.ended_early and job.output_manifest_uri.startswith("s3://b/out/lf-job/")
+    assert ended_reason(job) == "labeling job lf-job ended Failed: workers left"
+
+
+@pytest.mark.parametrize(
+    "cause",
+    ["not json", json.dumps({"LabelingJobName": "j", "LabelingJobStatus": "Completed", "OutputConfig": {}})],
+)
+def test_a_caught_error_that_is_no_ended_job_is_refused(cause: str) -> None:
+    # Given a caught error whose cause is not a job that ended Failed or Stopped
+    # When it is read, Then merge refuses it rather than merging nothing
+    with pytest.raises(LabelflowError):
+        ended_job(StepError(error="SageMaker.SomethingElse", cause=cause))
+
+
+def test_unanswered_output_lines_give_their_failure_reason() -> None:
+    # Given an output manifest with one expired task and one label
+    lines = [
+        {"record_id": "r1", "label-metadata": {"failure-reason": "task expired"}},
+        {"record_id": "r2", "label": "pos", "label-metadata": {"class-name": "pos"}},
+    ]
+    # Then only the expired one has a reason
+    assert unanswered_reasons(lines) == {"r1": "task expired"}

@@ -147,7 +147,11 @@ class RunManifest(_RunModel):
     model: ModelLineage | None = None
     transform_state: TransformStateLineage | None = None
     processing_job: str | None = None
-    labeling_job: str | None = None
+    labeling_job: str | None = Field(default=None, description="the labeling job; the first one when there were more")
+    labeling_jobs: list[str] = Field(default_factory=list, description="every labeling job the review was split over")
+    labeling_ended: str | None = Field(
+        default=None, description="why the labeling job ended Failed or Stopped; its unlabeled records say so too"
+    )
     feature_group: FeatureGroupLineage | None = None
     threshold: ThresholdChoice | None = None
     audit: AuditOutcome | None = None

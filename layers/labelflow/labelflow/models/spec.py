@@ -170,6 +170,15 @@ class LabelingSpec(_Strict):
     max_concurrent_task_count: int = Field(
         default=1000, ge=1, le=5000, description="records offered to reviewers at the same time"
     )
+    # 1,000 is MaxConcurrentTaskCount's default (SageMaker API reference, HumanTaskConfig): each job offers all of
+    # its records to reviewers at once, and a job that fails loses at most that many; the jobs' requests (about
+    # 1 KB each) stay far below the 256 KB state payload limit up to 100 jobs.
+    objects_per_job: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="records per labeling job: a larger review is split over several jobs, run a few at a time",
+    )
 
 
 class InputSpec(_Strict):

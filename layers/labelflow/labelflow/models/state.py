@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from labelflow.errors import LabelflowError
 from labelflow.layout import labeling_output_manifest_uri
 from labelflow.models.run import (
     AuditOutcome,
@@ -72,12 +73,19 @@ class RoutingOutput(_Payload):
     )
     auto_labeled_uri: str = Field(description="model labels of the auto-labeled and of the audited confident records")
     review_manifest_uri: str | None = None
-    labeling_job: dict[str, Any] | None = Field(
-        default=None, description="CreateLabelingJob fields the ASL passes through, SageMaker-cased"
+    labeling_jobs: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="CreateLabelingJob fields of each job the review is split over, SageMaker-cased; the ASL "
+        "passes them through",
     )
     transform_state: TransformStateLineage | None = Field(
         default=None, description="the plan's state, with what processing used and whether its fit was published"
     )
+
+
+# DescribeLabelingJob's LabelingJobStatus values for a job that ended before its objects were all labeled
+# (botocore sagemaker 2017-07-24 service-2.json, LabelingJobStatus).
+ENDED_EARLY = frozenset({"Failed", "Stopped"})
 
 
 class LabelingResult(_Payload):
@@ -87,6 +95,13 @@ class LabelingResult(_Payload):
     status: str
     output_path: str = Field(description="OutputConfig.S3OutputPath, a required member of DescribeLabelingJob")
     counters: dict[str, int] = Field(default_factory=dict)
+    failure_reason: str | None = Field(default=None, description="FailureReason of a job that ended Failed or Stopped")
+    manifest_uri: str | None = Field(default=None, description="the input manifest of a job that ended early")
+
+    @property
+    def ended_early(self) -> bool:
+        """The job ended Failed or Stopped: only part of its objects may have been labeled."""
+        return self.status in ENDED_EARLY
 
     @property
     def output_manifest_uri(self) -> str:
@@ -126,13 +141,52 @@ class StepError(_Payload):
     cause: str = Field(default="", alias="Cause")
 
 
+class _EndedJob(BaseModel):
+    """The DescribeLabelingJob response the .sync integration gives as the cause of States.TaskFailed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    LabelingJobName: str
+    LabelingJobStatus: str
+    OutputConfig: dict[str, Any]
+    InputConfig: dict[str, Any] = Field(default_factory=dict)
+    FailureReason: str | None = None
+    LabelCounters: dict[str, int] = Field(default_factory=dict)
+
+
+def ended_job(error: StepError) -> LabelingResult:
+    """The job a caught labeling error describes; LabelflowError when it is not a job that ended Failed or Stopped."""
+    try:
+        job = _EndedJob.model_validate_json(error.cause)
+    except ValidationError as exc:
+        raise LabelflowError(f"labeling stopped with {error.error}, not a job that ended: {error.cause[:300]}") from exc
+    if job.LabelingJobStatus not in ENDED_EARLY:
+        raise LabelflowError(f"labeling job {job.LabelingJobName} raised {error.error} as {job.LabelingJobStatus}")
+    return LabelingResult(
+        job_name=job.LabelingJobName,
+        status=job.LabelingJobStatus,
+        output_path=str(job.OutputConfig.get("S3OutputPath", "")),
+        counters=job.LabelCounters,
+        failure_reason=job.FailureReason,
+        manifest_uri=job.InputConfig.get("DataSource", {}).get("S3DataSource", {}).get("ManifestS3Uri"),
+    )
+
+
+class LabelingEnded(_Payload):
+    """A HumanLabeling iteration whose job ended Failed or Stopped: the caught error, merge goes on."""
+
+    labeling_error: StepError
+
+
 class WorkflowState(RunInput):
     """The state document: the run input plus one section per finished step."""
 
     plan: PlanOutput | None = None
     processing: ProcessingResult | None = None
     routing: RoutingOutput | None = None
-    labeling: LabelingResult | None = None
+    labeling: list[LabelingResult | LabelingEnded] | None = Field(
+        default=None, description="one entry per labeling job, in the order routing planned them"
+    )
     merge: MergeOutput | None = None
     ingest: IngestOutput | None = None
     error: StepError | None = None
@@ -146,6 +200,13 @@ class WorkflowState(RunInput):
         if self.routing is None:
             raise ValueError("workflow state has no routing section")
         return self.routing
+
+    def labeling_outcomes(self) -> list[LabelingResult]:
+        """Each labeling job as it ended: its .sync result, or the job that ended early, read from its error."""
+        return [
+            ended_job(entry.labeling_error) if isinstance(entry, LabelingEnded) else entry
+            for entry in self.labeling or []
+        ]
 
     def require_merge(self) -> MergeOutput:
         if self.merge is None:

@@ -1,15 +1,15 @@
 """Annotation consolidation: several workers' answers become one label with a confidence.
 
-A Dawid–Skene model is fitted to the whole batch by EM: class priors and, per worker, a full confusion matrix
-(how often they answer l when the truth is k), each smoothed with one pseudo-count per cell (a Dirichlet(1)
-prior), started from majority vote and iterated until no posterior moves by more than `_TOLERANCE` (or
-`_MAX_ROUNDS`). A batch with fewer than `_ANSWERS_PER_PARAMETER` answers per free parameter of those matrices is
-too small to fit them and falls back to one-coin (one accuracy per worker, errors spread evenly). Objects with
-three or more answers take the posterior's label. Objects with one or two answers take a vote weighted by their
-workers' fitted matrices but not by the class prior, so the batch's label mix never overrides a good worker's
-rare answer while a spammer's or an adversary's does not count as given; a two-answer split is flagged as a tie.
-With no object answered twice nothing can be learned about workers, and the answer is the label. Pure Python:
-the Lambda layer has no numpy."""
+A Dawid–Skene model is fitted to the whole batch by EM: class priors and, per worker, a full confusion matrix (how
+often they answer l when the truth is k), each smoothed with one pseudo-count per cell (a Dirichlet(1) prior),
+started from majority vote and iterated, with SQUAREM's extrapolation between EM steps, until no posterior moves by
+more than `_TOLERANCE` in one EM step (or `_MAX_ROUNDS` steps). A batch with fewer than `_ANSWERS_PER_PARAMETER`
+answers per free parameter of those matrices is too small to fit them and falls back to one-coin (one accuracy per
+worker, errors spread evenly). Objects with three or more answers take the posterior's label. Objects with one or
+two answers take a vote weighted by their workers' fitted matrices but not by the class prior, so the batch's label
+mix never overrides a good worker's rare answer while a spammer's or an adversary's does not count as given; a
+two-answer split is flagged as a tie. With no object answered twice nothing can be learned about workers, and the
+answer is the label. Pure Python: the Lambda layer has no numpy."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import json
 import math
 import operator
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +43,10 @@ _SMOOTHING = 1.0
 # K(K-1) cells per worker of a full matrix are mostly pseudo-counts, and one accuracy per worker is steadier.
 _ANSWERS_PER_PARAMETER = 10
 _FEW_ANSWERS = 2
+# exp(-600) is far above the smallest normal double (about exp(-708)).
+_UNDERFLOW_EXPONENT = 600.0
+# A jump's probabilities stay within exp(-30) of their row's largest (EM's own never come near it).
+_LOG_FLOOR = -30.0
 _TIE = 1e-9
 _FETCH_THREADS = 16
 _FETCH_ATTEMPTS = 3
@@ -118,9 +121,8 @@ def _decide(
     i: int, codes: list[int], labels: list[str], fit: _Fit | None, reliability: dict[int, float], workers: list[str]
 ) -> Consolidated:
     size = len(labels)
-    counts = Counter(code % size for code in codes)
-    shares = [counts[k] / len(codes) for k in range(size)]
     if fit is None:
+        shares = _shares(codes, size)
         label, tie = _argmax(shares)
         return Consolidated(labels[label], round(shares[label], 4), len(codes), "majority-vote", tie)
     posterior = [column[i] for column in fit.posterior]
@@ -138,8 +140,16 @@ def _decide(
         label = max(
             (k for k, value in enumerate(likelihood) if value >= likelihood[label] - _TIE), key=posterior.__getitem__
         )
-    tie = tie or _argmax(shares)[1]
+    tie = tie or _argmax(_shares(codes, size))[1]
     return Consolidated(labels[label], round(likelihood[label], 4), len(codes), "weighted-vote", tie, reliabilities)
+
+
+def _shares(codes: list[int], size: int) -> list[float]:
+    """Each label's share of one object's answers."""
+    counts = [0] * size
+    for code in codes:
+        counts[code % size] += 1
+    return [count / len(codes) for count in counts]
 
 
 def _argmax(values: Sequence[float]) -> tuple[int, bool]:
@@ -152,24 +162,50 @@ def _argmax(values: Sequence[float]) -> tuple[int, bool]:
 def _fit(codes: list[list[int]], n_workers: int, size: int) -> _Fit:
     """Dawid–Skene EM from majority vote to convergence; one-coin when the batch is too small for full matrices."""
     full = sum(map(len, codes)) >= _ANSWERS_PER_PARAMETER * n_workers * size * (size - 1)
+    # EM runs on the objects ordered by their number of answers, so that each run of equal length is a block.
+    order = sorted(range(len(codes)), key=lambda i: len(codes[i]))
+    ordered = [codes[i] for i in order]
     objects_by_code: list[list[int]] = [[] for _ in range(n_workers * size)]
-    for i, object_codes in enumerate(codes):
+    for i, object_codes in enumerate(ordered):
         for code in object_codes:
             objects_by_code[code].append(i)
-    posterior = _majority_shares(codes, size)
-    flat = _Flat.of(codes)
-    estimate = _confusion if full else _one_coin
-    for _ in range(_MAX_ROUNDS):
-        log_prior, log_theta = _m_step(posterior, objects_by_code, n_workers, size, estimate)
-        updated = _e_step(flat, log_prior, log_theta)
+    blocks = [_Block.of(list(run)) for _, run in itertools.groupby(ordered, key=len)]
+    estimate, penalty = (_confusion, _confusion_penalty) if full else (_one_coin, _one_coin_penalty)
+
+    def m_step(posterior: list[list[float]]) -> _Params:
+        return _m_step(posterior, objects_by_code, n_workers, size, estimate)
+
+    def objective(likelihood: float, params: _Params) -> float:
+        """What smoothed EM climbs: the log-likelihood plus the log-density of the pseudo-counts' priors."""
+        prior, theta = params
+        return likelihood + _SMOOTHING * (sum(map(math.log, prior)) + penalty(theta, size))
+
+    # SQUAREM: two EM steps, a jump along their direction, kept when the objective does not drop. The stopping
+    # rule is plain EM's: no posterior moved by `_TOLERANCE` in the first of the two steps.
+    params = m_step(_majority_shares(ordered, size))
+    rounds = 0
+    while True:
+        posterior, _ = _e_step(blocks, *params)
+        once = m_step(posterior)
+        updated, likelihood = _e_step(blocks, *once)
+        rounds += 2
         moved = max(max(map(abs, map(operator.sub, new, old))) for new, old in zip(updated, posterior, strict=True))
-        posterior = updated
-        if moved < _TOLERANCE:
+        posterior, start, params = updated, params, m_step(updated)
+        if moved < _TOLERANCE or rounds >= _MAX_ROUNDS:
             break
-    log_prior, log_theta = _m_step(posterior, objects_by_code, n_workers, size, estimate)
-    prior = [math.exp(p) for p in log_prior]
-    accuracy = [sum(prior[k] * math.exp(log_theta[k][w * size + k]) for k in range(size)) for w in range(n_workers)]
-    return _Fit(posterior, prior, accuracy, "dawid-skene" if full else "one-coin")
+        jump = _extrapolate(start, once, params, size)
+        if jump is not None:
+            jumped, jumped_likelihood = _e_step(blocks, *jump)
+            rounds += 1
+            if objective(jumped_likelihood, jump) >= objective(likelihood, once):
+                params = m_step(jumped)
+    prior, theta = params
+    accuracy = [sum(prior[k] * theta[k][w * size + k] for k in range(size)) for w in range(n_workers)]
+    position = [0] * len(order)
+    for j, i in enumerate(order):
+        position[i] = j
+    restored = [list(map(column.__getitem__, position)) for column in posterior]
+    return _Fit(restored, prior, accuracy, "dawid-skene" if full else "one-coin")
 
 
 def _majority_shares(codes: list[list[int]], size: int) -> list[list[float]]:
@@ -180,16 +216,18 @@ def _majority_shares(codes: list[list[int]], size: int) -> list[list[float]]:
     return columns
 
 
+# Class priors, and θ[k][code] (one list per true label k).
+_Params = tuple[list[float], list[list[float]]]
 _Estimate = Callable[[list[list[float]], int], list[list[float]]]
 
 
 def _m_step(
     posterior: list[list[float]], objects_by_code: list[list[int]], n_workers: int, size: int, estimate: _Estimate
-) -> tuple[list[float], list[list[float]]]:
-    """Log class priors, and log θ[k][code]: the chance that a worker answers the code's label when truth is k."""
+) -> _Params:
+    """Class priors, and θ[k][code]: the chance that a worker answers the code's label when the truth is k."""
     totals = [sum(column) + _SMOOTHING for column in posterior]
     norm = sum(totals)
-    log_prior = [math.log(t / norm) for t in totals]
+    prior = [t / norm for t in totals]
     # counts[w][k][l]: expected number of times worker w answered l on objects whose truth is k.
     counts = [
         [
@@ -198,12 +236,11 @@ def _m_step(
         ]
         for w in range(n_workers)
     ]
-    log_theta = [[0.0] * (n_workers * size) for _ in range(size)]
+    theta = [[0.0] * (n_workers * size) for _ in range(size)]
     for w, matrix in enumerate(counts):
         for k, row in enumerate(estimate(matrix, size)):
-            for answer, probability in enumerate(row):
-                log_theta[k][w * size + answer] = math.log(probability)
-    return log_prior, log_theta
+            theta[k][w * size : (w + 1) * size] = row
+    return prior, theta
 
 
 def _confusion(matrix: list[list[float]], size: int) -> list[list[float]]:
@@ -215,6 +252,16 @@ def _confusion(matrix: list[list[float]], size: int) -> list[list[float]]:
     return rows
 
 
+def _confusion_penalty(theta: list[list[float]], size: int) -> float:
+    """The log-density, up to a constant, of one pseudo-count per cell of every confusion matrix."""
+    return sum(math.log(p) for row in theta for p in row)
+
+
+def _one_coin_penalty(theta: list[list[float]], size: int) -> float:
+    """The log-density, up to a constant, of one pseudo-count each for every worker's right and wrong answers."""
+    return sum(math.log(accuracy) + math.log1p(-accuracy) for accuracy in theta[0][::size])
+
+
 def _one_coin(matrix: list[list[float]], size: int) -> list[list[float]]:
     """One accuracy per worker (Laplace-smoothed); wrong answers spread evenly over the other labels."""
     right = sum(matrix[k][k] for k in range(size))
@@ -223,36 +270,68 @@ def _one_coin(matrix: list[list[float]], size: int) -> list[list[float]]:
     return [[accuracy if answer == k else wrong for answer in range(size)] for k in range(size)]
 
 
-def _e_step(flat: _Flat, log_prior: list[float], log_theta: list[list[float]]) -> list[list[float]]:
-    """Each object's posterior over labels, one list per label, normalised in log space."""
-    scores = [
-        list(map(operator.add, flat.sums(theta), itertools.repeat(prior)))
-        for prior, theta in zip(log_prior, log_theta, strict=True)
+def _e_step(blocks: list[_Block], prior: list[float], theta: list[list[float]]) -> tuple[list[list[float]], float]:
+    """Each object's posterior over labels (one list per label, in the blocks' order) and the log-likelihood."""
+    # Products of probabilities, without logs: renormalising after every `run` factors keeps each label's
+    # score above smallest**run, far from underflow, and changes no ratio between labels.
+    smallest = min(min(prior), *map(min, theta))
+    run = max(1, int(_UNDERFLOW_EXPONENT / -math.log(smallest)) - 1)
+    posterior: list[list[float]] = [[] for _ in prior]
+    likelihood = 0.0
+    for block in blocks:
+        scores = [[p] * block.size for p in prior]
+        for start in range(0, len(block.columns), run):
+            for column in block.columns[start : start + run]:
+                scores = [
+                    list(map(operator.mul, s, map(t.__getitem__, column))) for s, t in zip(scores, theta, strict=True)
+                ]
+            norms = functools.reduce(lambda total, s: list(map(operator.add, total, s)), scores)
+            likelihood += sum(map(math.log, norms))
+            scores = [list(map(operator.truediv, s, norms)) for s in scores]
+        for label_posterior, score in zip(posterior, scores, strict=True):
+            label_posterior.extend(score)
+    return posterior, likelihood
+
+
+def _extrapolate(start: _Params, once: _Params, twice: _Params, size: int) -> _Params | None:
+    """SQUAREM's jump (Varadhan & Roland 2008, scheme S3) in log space; None when it is no longer than EM's."""
+    base, first, second = ([list(map(math.log, vector)) for vector in (p[0], *p[1])] for p in (start, once, twice))
+    r = [list(map(operator.sub, b, a)) for a, b in zip(base, first, strict=True)]
+    v = [[c - 2 * b + a for a, b, c in zip(*vectors, strict=True)] for vectors in zip(base, first, second, strict=True)]
+    curvature = sum(x * x for vector in v for x in vector)
+    if curvature == 0.0:
+        return None
+    step = math.sqrt(sum(x * x for vector in r for x in vector) / curvature)
+    if step <= 1.0:
+        return None
+    jumped = [
+        [a + 2 * step * dr + step * step * dv for a, dr, dv in zip(*vectors, strict=True)]
+        for vectors in zip(base, r, v, strict=True)
     ]
-    tops = list(map(max, *scores))
-    weights = [list(map(math.exp, map(operator.sub, column, tops))) for column in scores]
-    norms = functools.reduce(lambda total, column: list(map(operator.add, total, column)), weights)
-    return [list(map(operator.truediv, column, norms)) for column in weights]
+    theta = [
+        [p for row in range(0, len(vector), size) for p in _softmax(vector[row : row + size])] for vector in jumped[1:]
+    ]
+    return _softmax(jumped[0]), theta
+
+
+def _softmax(logs: list[float]) -> list[float]:
+    """Probabilities from unnormalised logs, none below `_LOG_FLOOR` of the largest, so no product can vanish."""
+    top = max(logs)
+    weights = [math.exp(max(value - top, _LOG_FLOOR)) for value in logs]
+    total = sum(weights)
+    return [weight / total for weight in weights]
 
 
 @dataclass(frozen=True)
-class _Flat:
-    """Every answer's code in one list, with where each object's answers end, for per-object sums in C loops."""
+class _Block:
+    """Objects with the same number of answers; columns[j][i] is the code of the i-th object's j-th answer."""
 
-    codes: list[int]
-    ends: list[int]
+    columns: list[list[int]]
+    size: int
 
     @classmethod
-    def of(cls, codes: list[list[int]]) -> _Flat:
-        return cls(
-            [code for object_codes in codes for code in object_codes], list(itertools.accumulate(map(len, codes)))
-        )
-
-    def sums(self, values: list[float]) -> list[float]:
-        """Per object, the sum of `values[code]` over its answers (differences of one running sum)."""
-        running = [0.0, *itertools.accumulate(map(values.__getitem__, self.codes))]
-        at_ends = list(map(running.__getitem__, self.ends))
-        return list(map(operator.sub, at_ends, [0.0, *at_ends[:-1]]))
+    def of(cls, codes: list[list[int]]) -> _Block:
+        return cls([list(column) for column in zip(*codes, strict=True)], len(codes))
 
 
 def consolidation_response(
