@@ -41,6 +41,17 @@ class FeatureGroup:
     features: dict[str, str]  # name → Integral | Fractional | String
     created_epoch: int
 
+    @classmethod
+    def described(cls, description: dict[str, Any], created_epoch: int) -> FeatureGroup:
+        """The group a CreateFeatureGroup request (or the DescribeFeatureGroup answer saved from one) defines."""
+        return cls(
+            name=description["FeatureGroupName"],
+            record_id=description["RecordIdentifierFeatureName"],
+            event_time=description["EventTimeFeatureName"],
+            features={d["FeatureName"]: d["FeatureType"] for d in description["FeatureDefinitions"]},
+            created_epoch=created_epoch,
+        )
+
 
 class ServiceError(Exception):
     """An error the service would answer with; `code` is the error code botocore raises."""
@@ -161,13 +172,7 @@ class LocalFeatureStore:
             "CreationTime": datetime.fromtimestamp(created, UTC),
             "OfflineStoreConfig": self._resolved_offline_config(request.get("OfflineStoreConfig"), name, created),
         }
-        group = FeatureGroup(
-            name=name,
-            record_id=request["RecordIdentifierFeatureName"],
-            event_time=request["EventTimeFeatureName"],
-            features={d["FeatureName"]: d["FeatureType"] for d in request["FeatureDefinitions"]},
-            created_epoch=created,
-        )
+        group = FeatureGroup.described(request, created)
         with self._lock:
             if name in self._groups:
                 raise ResourceInUse(
@@ -325,13 +330,7 @@ class LocalFeatureStore:
                 continue
             name = described["FeatureGroupName"]
             created = int(datetime.fromisoformat(described["CreationTime"]).timestamp())
-            group = FeatureGroup(
-                name=name,
-                record_id=described["RecordIdentifierFeatureName"],
-                event_time=described["EventTimeFeatureName"],
-                features={d["FeatureName"]: d["FeatureType"] for d in described["FeatureDefinitions"]},
-                created_epoch=created,
-            )
+            group = FeatureGroup.described(described, created)
             online = self.root / "online" / f"{name}.json"
             with self._lock:
                 self._groups[name] = group
