@@ -11,17 +11,20 @@ WHEELHOUSE := $(VENV)/wheelhouse
 # sam build looks for python3.12 on PATH; the venv provides it.
 SAM := PATH="$(BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(BIN)/sam
 
-.PHONY: help venv lint template test test-fast demo demo-data docs bench bench-processing events clean
+.PHONY: help venv lint template test test-fast test-labelstudio test-spark demo demo-data docs docs-screenshot bench bench-processing events clean
 
 help:
 	@echo "make demo      run the whole workflow locally on the bundled dataset (no AWS account, no Docker)"
 	@echo "make test      lint, type-check, validate and build the SAM app, run every test (what CI runs)"
 	@echo "make test-fast unit and integration tests only"
+	@echo "make test-labelstudio  the live Label Studio tests (installs Label Studio once, ~4 min on a new machine)"
+	@echo "make test-spark        the Spark engine against the single-machine one (installs pyspark once; ~5 min)"
 	@echo "make bench     cold-start and demo benchmarks; results in bench/RESULTS.md"
 	@echo "make bench-processing  processing vs polars, scikit-learn and an I/O floor; results in bench/RESULTS.md"
 	@echo "make demo-data regenerate the demo dataset, spec and scikit-learn model (demo/generate.py)"
 	@echo "make events    regenerate events/*.json and events/fixtures/ from a local run"
 	@echo "make docs      regenerate docs/spec.schema.json and docs/spec-reference.md from the spec models"
+	@echo "make docs-screenshot  retake docs/labelstudio-labeling.png (local Label Studio, headless Chromium)"
 
 venv: $(VENV)/.installed
 
@@ -75,7 +78,15 @@ test: lint template
 	$(BIN)/python -m pytest
 
 test-fast: venv
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -m "not e2e and not labelstudio and not spark"
+
+# A real Label Studio on 127.0.0.1, installed once into ~/.cache/labelflow (pip ~3 min, migrations ~1 min).
+test-labelstudio: venv
+	$(BIN)/python -m pytest -m labelstudio tests/labelstudio
+
+# pyspark 3.5 in local mode (Java 17) beside the processing image's packages, installed once into ~/.cache/labelflow.
+test-spark: venv
+	$(BIN)/python -m pytest -p no:cacheprovider -m spark tests/spark
 
 demo: venv
 	$(BIN)/labelflow demo
@@ -93,6 +104,9 @@ demo-data: venv
 
 docs: venv
 	$(BIN)/python -m labelflow_local.spec_reference
+
+docs-screenshot: venv
+	$(BIN)/python docs/screenshots.py
 
 events: venv
 	$(BIN)/python events/generate.py

@@ -1,6 +1,8 @@
 """Benchmark consolidation against majority vote and crowd-kit's Dawid-Skene, OneCoin, GLAD and MACE.
 
-10,000 simulated objects with three labels, answered by a pool of 40 workers: most are decent but
+Batches of several sizes (by default 200 to 10,000 objects: a labeling job holds at most
+`labeling.objects_per_job`, 1000 by default, so mid-size batches are the common case) with three labels, answered
+by a pool of 40 workers: most are decent but
 class-dependent (they drift toward the common label), a fifth are spammers (one answer regardless of the object,
 or uniform noise), and one is an adversary (answers the next label on purpose). Five settings, as in issue 8:
 
@@ -10,14 +12,16 @@ or uniform noise), and one is an adversary (answers the next label on purpose). 
     imbalanced-5         label priors 0.70 / 0.25 / 0.05, 5 answers
     imbalanced-3+single  the same priors, 3 answers, 20% of objects only 1
 
-For each seed the candidates run interleaved on the same answers; the table shows medians over seeds of accuracy,
-recall of the rarest label, and seconds (of the call alone). Ours runs in this venv; crowd-kit's candidates
-(majority vote included) run in a venv of their own, built once under ~/.cache/labelflow/, which simulates the same
-crowd from the same seed, so numpy and pandas stay out of the dev venv. Then the post-annotation Lambda runs
-in-process over moto on the balanced-5 batch: wall time (median of `--repeat`) and peak Python memory
+For each setting and size the candidates run in turn (their order rotating) on the same answers of every seed; the
+table shows medians over seeds of accuracy, recall of the rarest label, and seconds (of the call alone), and marks
+the best accuracy. Ours runs in this venv; crowd-kit's candidates (majority vote included) run in a venv of their
+own, built once under ~/.cache/labelflow/, one child per candidate, setting and size that simulates the same crowds
+from the same seeds, so numpy and pandas stay out of the dev venv. Then the post-annotation Lambda runs in-process
+over moto on the balanced-5 batch of the largest size: wall time (median of `--repeat`) and peak Python memory
 (tracemalloc) of the handler call.
 
-    python bench/consolidation.py [--objects 10000] [--seeds 3] [--repeat 5] [--skip crowdkit-glad]
+    python bench/consolidation.py [--objects 200 400 800 1600 10000] [--seeds 3] [--repeat 5]
+        [--skip crowdkit-glad] [--setting balanced-5]
 """
 
 from __future__ import annotations
@@ -147,20 +151,38 @@ def timed(name: str, crowd: Crowd) -> tuple[dict[int, str], float]:
     return predicted, time.perf_counter() - start
 
 
-def run_candidate(name: str, setting: str, seed: int, objects: int, python: str) -> tuple[dict[int, str], float]:
-    """Ours in this process; crowd-kit's in its venv, on the crowd it simulates from the same seed."""
+def run_candidate(name: str, setting: str, seeds: int, objects: int, python: str) -> list[tuple[dict[int, str], float]]:
+    """Ours in this process; crowd-kit's in its venv, on the crowds it simulates from the same seeds."""
     if name == "ours":
-        return timed(name, simulate(*SETTINGS[setting], objects, seed))
-    args = ["--candidate", name, "--setting", setting, "--seed", str(seed), "--objects", str(objects)]
+        return [timed(name, simulate(*SETTINGS[setting], objects, seed)) for seed in range(seeds)]
+    args = ["--candidate", name, "--setting", setting, "--seeds", str(seeds), "--objects", str(objects)]
     child = subprocess.run([python, __file__, *args], check=True, capture_output=True, text=True)
-    result = json.loads(child.stdout)
-    return {int(task): label for task, label in result["predicted"].items()}, result["seconds"]
+    return [
+        ({int(task): label for task, label in run["predicted"].items()}, run["seconds"])
+        for run in json.loads(child.stdout)
+    ]
 
 
 def score(crowd: Crowd, predicted: dict[int, str], minority: str) -> tuple[float, float]:
     right = sum(predicted.get(i) == t for i, t in enumerate(crowd.truth))
     rare = [i for i, t in enumerate(crowd.truth) if t == minority]
-    return right / len(crowd.truth), sum(predicted.get(i) == minority for i in rare) / len(rare)
+    return right / len(crowd.truth), sum(predicted.get(i) == minority for i in rare) / max(1, len(rare))
+
+
+def measure(setting: str, objects: int, seeds: int, names: list[str], python: str) -> dict[str, list[float]]:
+    """Per candidate, the medians over seeds of accuracy, rare-label recall and seconds at this setting and size."""
+    priors = SETTINGS[setting][0]
+    minority = LABELS[priors.index(min(priors))]
+    crowds = [simulate(*SETTINGS[setting], objects, seed) for seed in range(seeds)]
+    shift = objects % len(names)
+    rows = {}
+    for name in names[shift:] + names[:shift]:
+        runs = run_candidate(name, setting, seeds, objects, python)
+        scores = [
+            (*score(crowd, labels, minority), seconds) for crowd, (labels, seconds) in zip(crowds, runs, strict=True)
+        ]
+        rows[name] = [statistics.median(column) for column in zip(*scores, strict=True)]
+    return rows
 
 
 # --- the Lambda ---------------------------------------------------------------------------------------------
@@ -208,38 +230,38 @@ def lambda_run(crowd: Crowd, repeat: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--objects", type=int, default=10_000)
+    parser.add_argument("--objects", type=int, nargs="+", default=[200, 400, 800, 1600, 10_000])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip", action="append", default=[], help="candidate to leave out (repeatable)")
+    parser.add_argument("--setting", action="append", choices=list(SETTINGS), help="only this setting (repeatable)")
     parser.add_argument("--candidate", help=argparse.SUPPRESS)  # a child: run one candidate, print JSON
-    parser.add_argument("--setting", help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.candidate:
         # Imported before the clock starts, as in a warm process.
         import crowdkit.aggregation  # type: ignore[import-not-found]  # noqa: F401
 
-        predicted, seconds = timed(args.candidate, simulate(*SETTINGS[args.setting], args.objects, args.seed))
-        print(json.dumps({"predicted": predicted, "seconds": seconds}))
+        runs = [
+            timed(args.candidate, simulate(*SETTINGS[args.setting[0]], args.objects[0], seed))
+            for seed in range(args.seeds)
+        ]
+        print(json.dumps([{"predicted": predicted, "seconds": seconds} for predicted, seconds in runs]))
         return
     names = [name for name in CANDIDATES if name not in args.skip]
     python = crowdkit_python() if set(names) & set(CROWDKIT) else sys.executable
-    print(f"{args.objects} objects, {len(LABELS)} labels, {WORKERS} workers, medians over {args.seeds} seeds")
-    print(f"{'setting':22}{'candidate':18}{'accuracy':>10}{'rare recall':>13}{'seconds':>10}")
-    for setting, (priors, per_object, single) in SETTINGS.items():
-        minority = LABELS[priors.index(min(priors))]
-        rows: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
-        for seed in range(args.seeds):
-            crowd = simulate(priors, per_object, single, args.objects, seed)
-            for name in names[seed % len(names) :] + names[: seed % len(names)]:
-                predicted, elapsed = run_candidate(name, setting, seed, args.objects, python)
-                rows[name].append((*score(crowd, predicted, minority), elapsed))
-        for name, runs in rows.items():
-            accuracy, recall, seconds = (statistics.median(column) for column in zip(*runs, strict=True))
-            print(f"{setting:22}{name:18}{accuracy:10.4f}{recall:13.4f}{seconds:10.3f}")
-    seconds, peak = lambda_run(simulate(*SETTINGS["balanced-5"], args.objects, 0), args.repeat)
-    print(f"post-annotation Lambda, balanced-5 batch: {seconds:.3f} s, peak {peak:.1f} MiB (tracemalloc)")
+    print(f"{len(LABELS)} labels, {WORKERS} workers, medians over {args.seeds} seeds; * marks the best accuracy")
+    print(f"{'setting':22}{'objects':>8}  {'candidate':18}{'accuracy':>10}{'rare recall':>13}{'seconds':>10}")
+    for setting in args.setting or SETTINGS:
+        for objects in args.objects:
+            rows = measure(setting, objects, args.seeds, names, python)
+            best = max(accuracy for accuracy, _, _ in rows.values())
+            for name in names:
+                accuracy, recall, seconds = rows[name]
+                mark = "*" if accuracy == best else " "
+                print(f"{setting:22}{objects:8}  {name:18}{accuracy:10.4f}{mark}{recall:12.4f}{seconds:10.3f}")
+    largest = max(args.objects)
+    seconds, peak = lambda_run(simulate(*SETTINGS["balanced-5"], largest, 0), args.repeat)
+    print(f"post-annotation Lambda, balanced-5 batch of {largest}: {seconds:.3f} s, peak {peak:.1f} MiB (tracemalloc)")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ the spec's max_rejected_share (or no accepted row at all), rejected.jsonl then k
 from __future__ import annotations
 
 import argparse
-import codecs
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 from labelflow_processing.config import FatalInputError, Spec, TooManyRejectedError, load_spec
 from labelflow_processing.pipeline import run_files
-from labelflow_processing.readers import FORMATS, ReadAs, find_inputs
+from labelflow_processing.readers import ReadAs, add_read_arguments, find_inputs, read_as_from
 from labelflow_processing.state import STATE_FILE, read_state, sha256
 from labelflow_processing.values import parse_event_time
 from scoring import ModelError, Scorer, load_model
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise FatalInputError(f"invalid --default-event-time: {args.default_event_time!r}") from None
     elif not spec.event_time_column:
         raise FatalInputError("the spec has no event_time_column and no --default-event-time was given")
-    read_as = ReadAs(format=args.format, gzip=args.gzip, encoding=args.encoding, delimiter=args.delimiter)
+    read_as: ReadAs = args.read_as
     files = find_inputs(args.input_dir, read_as)
     state = read_state(args.state_dir) if args.state_dir else None
     output_dir: Path = args.output_dir
@@ -109,27 +108,9 @@ def report_failure(message_file: Path, message: str) -> None:
         print(f"cannot write the message file {message_file}: {exc}", file=sys.stderr)
 
 
-def _encoding(name: str) -> str:
-    try:
-        codecs.lookup(name)
-    except LookupError:
-        raise argparse.ArgumentTypeError(f"unknown text encoding {name!r}") from None
-    return name
-
-
-def _delimiter(text: str) -> str:
-    if len(text) != 1:
-        raise argparse.ArgumentTypeError(f"a delimiter is one character, not {text!r}")
-    return text
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    # How to read the input, as planning resolved it (labelflow.formats.ResolvedInput.container_arguments).
-    parser.add_argument("--format", choices=FORMATS, required=True)
-    parser.add_argument("--gzip", action="store_true", help="every input file is a gzip stream")
-    parser.add_argument("--encoding", type=_encoding, default="utf-8-sig", help="text encoding of CSV and JSON Lines")
-    parser.add_argument("--delimiter", type=_delimiter, help="the CSV field delimiter; required with --format csv")
+    add_read_arguments(parser)
     parser.add_argument("--input-dir", type=Path, default=Path("/opt/ml/processing/input/data"))
     parser.add_argument("--spec", type=Path, default=Path("/opt/ml/processing/input/spec/spec.json"))
     parser.add_argument("--model-dir", type=Path, default=Path("/opt/ml/processing/input/model"))
@@ -142,8 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--default-event-time", help="ISO-8601 UTC time for every record; required when the spec has no event time"
     )
     args = parser.parse_args(argv)
-    if (args.format == "csv") != (args.delimiter is not None):
-        parser.error("--delimiter is required with --format csv, and only with it")
+    args.read_as = read_as_from(parser, args)
     return args
 
 

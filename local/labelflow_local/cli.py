@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +127,13 @@ def _check_run_inputs(args: argparse.Namespace) -> None:
     for option, path in (("FILE", args.file), ("--model", args.model), ("--truth", args.truth)):
         if path is not None and not path.is_file():
             raise InputError(f"{option} {path}: no such file")
+    if args.labelstudio_url is not None and args.reviewer != "labelstudio":
+        raise InputError("--labelstudio-url is for --reviewer labelstudio")
+    if args.reviewer == "labelstudio" and args.labelstudio_url is not None and not args.labelstudio_token:
+        raise InputError(
+            "--labelstudio-url needs --labelstudio-token (or LABELFLOW_LABELSTUDIO_TOKEN): a personal access token "
+            "from Account & Settings, or a legacy token"
+        )
     if args.reviewer == "simulated" and args.answers is None and args.truth is None:
         raise InputError(
             "simulated reviewers answer from known labels: pass --truth FILE (CSV record_id,label), or review "
@@ -134,6 +146,60 @@ def _check_run_inputs(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _check_run_inputs(args)
+    if args.reviewer == "labelstudio":
+        return _run_with_label_studio(args)
+    return _run_locally(args)
+
+
+def _run_with_label_studio(args: argparse.Namespace) -> int:
+    """The run with Label Studio as the deployment's review backend: the one at --labelstudio-url, else one started
+    on 127.0.0.1 with its data under the workdir. The workflow waits on the review's task token until every record
+    has its answers."""
+    from contextlib import ExitStack
+
+    from labelflow_local.labelstudio import LabelStudioReviews, LocalLabelStudio
+    from labelflow_local.template import parameter_overrides
+
+    say = _say_on_stderr if args.json else print
+    with ExitStack() as stack:
+        url, token = args.labelstudio_url, args.labelstudio_token
+        if url is None:
+            say(f"labelflow: starting Label Studio with its data in {args.workdir / 'labelstudio'}")
+            started = stack.enter_context(LocalLabelStudio(args.workdir / "labelstudio"))
+            url, token = started.url, started.personal_token
+            say(f"labelflow: Label Studio at {url}: log in as {started.admin_email} / {started.admin_password}")
+        stack.enter_context(parameter_overrides(ReviewBackend="labelstudio"))
+        reviews = stack.enter_context(LabelStudioReviews(url, token, say=say))
+        if threading.current_thread() is threading.main_thread():
+            stack.enter_context(_polling_stops_first_on_ctrl_c(reviews))
+        try:
+            return _run_locally(args)
+        except KeyboardInterrupt:
+            where = ", ".join(reviews.projects.values()) or "no project yet"
+            say(
+                "\nlabelflow: interrupted: a local run's workflow lives in memory, so this run is lost (run the "
+                f"command again for a new one); the answers given stay in Label Studio ({where})"
+            )
+            raise
+
+
+@contextmanager
+def _polling_stops_first_on_ctrl_c(reviews: Any) -> Iterator[None]:
+    """Ctrl-C stops the poller before the local cloud goes away, so no poll outlives the mocked AWS."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def interrupted(signum: int, frame: Any) -> None:
+        reviews.stop()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_locally(args: argparse.Namespace) -> int:
     from labelflow_local import demo
 
     if not args.debug:
@@ -157,7 +223,9 @@ def _run(args: argparse.Namespace) -> int:
             log_level=args.log_level,
         )
 
-    report = prompt.run(run) if prompt is not None else run()
+    # With --json, stdout is the report alone: whatever the run itself prints goes to stderr.
+    with redirect_stdout(sys.stderr) if args.json else nullcontext():
+        report = prompt.run(run) if prompt is not None else run()
     print(demo.report_json(report) if args.json else demo.summary(report))
     if report.manifest.status == "SUCCEEDED":
         return 0
@@ -303,7 +371,21 @@ def _local_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--worker-accuracy", type=float, default=0.9, help="simulated workers' accuracy")
     command.add_argument("--seed", type=int, default=7, help="seed for the simulated workers")
     command.add_argument("--workers", type=int, help="simulated workers per record (default: the spec's)")
-    command.add_argument("--reviewer", choices=("simulated", "terminal"), default="simulated", help="who reviews")
+    command.add_argument(
+        "--reviewer",
+        choices=("simulated", "terminal", "labelstudio"),
+        default="simulated",
+        help="who reviews (labelstudio: people in Label Studio's browser UI, or its API)",
+    )
+    command.add_argument(
+        "--labelstudio-url", metavar="URL", help="a running Label Studio (default: start one on 127.0.0.1)"
+    )
+    command.add_argument(
+        "--labelstudio-token",
+        metavar="TOKEN",
+        default=os.environ.get("LABELFLOW_LABELSTUDIO_TOKEN"),
+        help="its access token (default: $LABELFLOW_LABELSTUDIO_TOKEN)",
+    )
     command.add_argument("--answers", type=Path, help="answers file as reviewer (CSV record_id,label or JSON)")
     command.add_argument("--json", action="store_true", help="print the run report as JSON, alone on stdout")
     command.add_argument(

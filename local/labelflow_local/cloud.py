@@ -28,7 +28,7 @@ from labelflow_local import engine
 from labelflow_local.contracts import CallLog
 from labelflow_local.featurestore import LocalFeatureStore
 from labelflow_local.functions import FunctionRegistry
-from labelflow_local.processing import LocalProcessing, download_prefix
+from labelflow_local.processing import LocalProcessing, download_prefix, upload_tree
 from labelflow_local.publish import publish_processing_code
 from labelflow_local.review import LocalGroundTruth, WorkerAnswers
 from labelflow_local.template import (
@@ -195,6 +195,11 @@ class LocalCloud:
             self.s3, f"s3://{self.bucket}/{prefix}", destination / self.bucket / prefix, skip="/worker-response/"
         )
         return destination / self.bucket / prefix
+
+    def restore(self, source: Path, prefix: str) -> int:
+        """Upload what `export` wrote under `prefix` back into the bucket; the number of objects."""
+        folder = source / self.bucket / prefix
+        return upload_tree(self.s3, folder, f"s3://{self.bucket}/{prefix}") if folder.is_dir() else 0
 
 
 class _CurrentStderr:

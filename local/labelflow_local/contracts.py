@@ -248,32 +248,36 @@ def _category_letter(code: int) -> str:
 
 
 class CallLog:
-    """Every request the stand-ins received, one JSON file each, numbered in arrival order: 0001-PutRecord.json.
+    """Every request the stand-ins received, in arrival order, one JSON line each in `<directory>/requests.jsonl`:
+    `{"n": 1, "service": "sagemaker", "operation": "CreateProcessingJob", "request": {...}}`.
 
-    A new log starts empty: request files an earlier run left in `directory` are removed. Files are written by one
-    background thread (creating thousands of small files from the ingest threads tripled that step's time); `close`
-    waits until every file is on disk.
+    A new log starts empty (an earlier run's file is replaced). One background thread writes the lines, so a caller
+    (an ingest thread among them) only serialises its request; `close` waits until every line is on disk. One file
+    rather than a file per request: a million PutRecords made a million files.
     """
 
+    FILE = "requests.jsonl"
+
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / self.FILE
         self._count = itertools.count(1)
         self._lock = threading.Lock()
-        self._pending: queue.SimpleQueue[tuple[Path, str] | None] = queue.SimpleQueue()
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("[0-9][0-9][0-9][0-9]*-*.json"):
-            stale.unlink()
+        self._pending: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write, name="labelflow-call-log", daemon=True)
         self._writer.start()
 
-    def record(self, service: str, operation: str, params: Mapping[str, Any]) -> Path:
-        """Number the request and queue its file; returns the file's path."""
+    def record(self, service: str, operation: str, params: Mapping[str, Any]) -> int:
+        """Number the request and queue its line; returns its number."""
         # Serialised now, in the caller's thread: the caller may change its params once the call returns.
-        body = json.dumps({"service": service, "operation": operation, "request": params}, indent=1, default=str)
+        request = json.dumps(params, default=str)
         with self._lock:
-            path = self.directory / f"{next(self._count):04d}-{operation}.json"
-        self._pending.put((path, body))
-        return path
+            number = next(self._count)
+            self._pending.put(
+                f'{{"n": {number}, "service": {json.dumps(service)}, "operation": {json.dumps(operation)}, '
+                f'"request": {request}}}\n'
+            )
+        return number
 
     def close(self) -> None:
         """Write every queued request, then stop the writer."""
@@ -281,6 +285,12 @@ class CallLog:
         self._writer.join()
 
     def _write(self) -> None:
-        while (item := self._pending.get()) is not None:
-            path, body = item
-            path.write_text(body)
+        with self.path.open("w", encoding="utf-8") as out:
+            while (line := self._pending.get()) is not None:
+                out.write(line)
+
+
+def read_calls(directory: Path) -> list[dict[str, Any]]:
+    """The requests a CallLog kept in `directory`, in order."""
+    with (directory / CallLog.FILE).open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines]

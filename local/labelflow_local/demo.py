@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from labelflow.finalizing import reason_of
-from labelflow.layout import RunLayout, feature_group_name
+from labelflow.layout import RunLayout, dataset_memory_prefixes, feature_group_name
 from labelflow.models.reviewers import ReviewerLineage
 from labelflow.models.run import RunManifest
 from labelflow.models.spec import DatasetSpec
@@ -143,13 +144,19 @@ def run_local(
     )
     calls_dir = workdir / "calls"
     with local_cloud(workers, workdir / "feature-store", log_level=log_level, calls_dir=calls_dir) as cloud:
+        # A dataset's fitted states and audit labels outlive a run, as they do in the deployed bucket.
+        for prefix in dataset_memory_prefixes(spec.dataset):
+            cloud.restore(workdir / "s3", prefix)
         execution_arn = land(cloud, data, spec, spec_body, model)
-        described = cloud.wait(execution_arn)
+        # No deadline: a large file, or people reviewing, can take as long as they take (Ctrl-C stops).
+        described = cloud.wait(execution_arn, timeout=math.inf)
         history = cloud.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
         run_id = run_id_of(execution_arn, spec.dataset)
         layout = RunLayout(spec.dataset, run_id)
         manifest = RunManifest.model_validate(get_json(cloud.s3, cloud.bucket, layout.run_manifest_key))
         exported = cloud.export(layout.prefix, workdir / "s3")
+        for prefix in dataset_memory_prefixes(spec.dataset):
+            cloud.export(prefix, workdir / "s3")
         cloud.feature_store.flush()
         group = manifest.feature_group.name if manifest.feature_group else feature_group_name(LOCAL_STACK, spec.dataset)
         features = cloud.feature_store.online_records(group)

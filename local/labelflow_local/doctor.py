@@ -29,6 +29,7 @@ from labelflow.layout import (
     feature_group_name,
 )
 from labelflow.models.artifacts import ProcessingCode
+from labelflow.models.labelstudio import LabelStudioSecret
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import S3Location, exists, get_json
 from labelflow_local.processing_env import image_pins
@@ -44,7 +45,10 @@ USABLE_STATES: Final = frozenset(
 )
 # What template.yaml's Outputs and Parameters give the doctor.
 OUTPUTS: Final = ("DataBucketName", "StateMachineArn", "SageMakerExecutionRoleArn", "FeatureGroupPrefix")
-PARAMETERS: Final = ("WorkteamArn", "ProcessingImageUri")
+PARAMETERS: Final = ("ProcessingImageUri",)
+# template.yaml's defaults, for a stack deployed before these parameters existed.
+DEFAULT_REVIEW_BACKEND: Final = "groundtruth"
+DEFAULT_LABEL_STUDIO_SECRET: Final = "labelflow/labelstudio"
 # DescribeStacks answers ValidationError for a stack that does not exist (CloudFormation API Reference).
 NO_STACK: Final = "ValidationError"
 _ARN = re.compile(r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z]+):(?P<region>[a-z0-9-]*):(?P<account>\d{12}):")
@@ -108,6 +112,7 @@ class Clients(NamedTuple):
     cloudformation: Any
     s3: S3Client
     sagemaker: SageMakerClient
+    secretsmanager: Any = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ def default_clients(region: str | None = None) -> Clients:
     if region:
         boto3.setup_default_session(region_name=region)
         aws.reset_clients()
-    return Clients(aws.cloudformation(), aws.s3(), aws.sagemaker())
+    return Clients(aws.cloudformation(), aws.s3(), aws.sagemaker(), aws.secretsmanager())
 
 
 def _problem_from(subject: str, exc: ClientError) -> Check:
@@ -182,8 +187,8 @@ def check_stack(stack: Stack) -> Check:
 
 def check_workteam(sagemaker: SageMakerClient, stack: Stack) -> Check:
     """The work team the labeling step names exists and this account can describe it, in the stack's Region."""
-    arn = stack.parameters["WorkteamArn"]
-    subject = f"work team {arn}"
+    arn = stack.parameters.get("WorkteamArn", "")
+    subject = f"work team {arn or '(none)'}"
     parsed = _ARN.match(arn)
     if parsed is None or parsed["service"] != "sagemaker" or ":workteam/" not in arn:
         return Check(
@@ -207,6 +212,25 @@ def check_workteam(sagemaker: SageMakerClient, stack: Stack) -> Check:
     if described["WorkteamArn"] != arn:
         return Check(subject, False, f"DescribeWorkteam {name} answers {described['WorkteamArn']}: fix WorkteamArn")
     return Check(subject, True, f"reachable ({len(described['MemberDefinitions'])} member definition(s))")
+
+
+def check_label_studio_secret(secretsmanager: Any, stack: Stack) -> Check:
+    """The secret the Label Studio functions read exists and holds {url, token[, webhook_secret]}."""
+    name = stack.parameters.get("LabelStudioSecretName") or DEFAULT_LABEL_STUDIO_SECRET
+    subject = f"Label Studio secret {name}"
+    try:
+        value = secretsmanager.get_secret_value(SecretId=name)["SecretString"]
+    except ClientError as exc:
+        create = f'aws secretsmanager create-secret --name {name} --secret-string \'{{"url": ..., "token": ...}}\''
+        return Check(subject, False, f"GetSecretValue: {aws.error_code(exc)}: create it ({create})")
+    try:
+        secret = LabelStudioSecret.model_validate_json(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "the value"
+        return Check(subject, False, f"{where}: {error['msg']}; it must be JSON {{url, token[, webhook_secret]}}")
+    webhook = "with" if secret.webhook_secret else "without"
+    return Check(subject, True, f"names {secret.url}, {webhook} a webhook secret")
 
 
 def check_processing_code(s3: S3Client, bucket: str) -> Check:
@@ -370,8 +394,14 @@ def diagnose(stack_name: str, clients: Clients) -> list[Check]:
         return checks
     bucket = stack.outputs["DataBucketName"]
     prefix = stack.outputs["FeatureGroupPrefix"]
+    # Ground Truth needs its work team; a Label Studio deployment may still name one for datasets choosing it.
+    review: list[tuple[str, Callable[[], Check | list[Check]]]] = []
+    if stack.parameters.get("WorkteamArn") or stack.parameters.get("ReviewBackend", "") in ("", DEFAULT_REVIEW_BACKEND):
+        review.append(("work team", partial(check_workteam, clients.sagemaker, stack)))
+    if stack.parameters.get("ReviewBackend") == "labelstudio":
+        review.append(("Label Studio secret", partial(check_label_studio_secret, clients.secretsmanager, stack)))
     steps: list[tuple[str, Callable[[], Check | list[Check]]]] = [
-        ("work team", partial(check_workteam, clients.sagemaker, stack)),
+        *review,
         ("processing code", partial(check_processing_code, clients.s3, bucket)),
         ("processing image", partial(check_image, stack.parameters["ProcessingImageUri"], stack.region)),
         (f"bucket {bucket} versioning", partial(check_versioning, clients.s3, bucket)),

@@ -91,6 +91,15 @@ class _Runtime:
 
 
 _runtime = _Runtime()
+# Called by install() once the hooks are in, inside the local cloud: local stand-ins for what a deployment runs
+# beside the workflow (e.g. the Label Studio poller's schedule).
+_extensions: list[Callable[[FunctionRegistry], None]] = []
+
+
+def extend(extension: Callable[[FunctionRegistry], None]) -> Callable[[], None]:
+    """Call `extension` with the functions at every install() until the returned callable removes it."""
+    _extensions.append(extension)
+    return lambda: _extensions.remove(extension)
 
 
 def _invoke_lambda_function(parameters: dict[str, Any], region: str, state_credentials: Any) -> dict[str, Any]:
@@ -235,6 +244,8 @@ def install(functions: FunctionRegistry, jobs: SageMakerJobs, calls: contracts.C
     # moto logs whole objects at WARNING for unsupported paths we replace; keep the console readable.
     for name in ("moto", "moto.stepfunctions"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    for extension in list(_extensions):
+        extension(functions)
 
 
 def hook_points() -> dict[str, bool]:

@@ -11,6 +11,7 @@ is kept in the run's call log when one is given.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import secrets
@@ -109,7 +110,8 @@ def _event_time(value: str, kind: str = "String", feature: str = "event time") -
                 )
             return datetime.fromtimestamp(max(seconds, datetime.min.replace(tzinfo=UTC).timestamp()), UTC)
         if _EVENT_TIME.match(value):
-            return datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+            # fromisoformat, not strptime: strptime took a third of a local ingest's time (bench/scale.py).
+            return datetime.fromisoformat(value[:19]).replace(tzinfo=UTC)
     except (ValueError, OverflowError, OSError):
         pass
     raise ValidationError(f"{feature}={value!r} is not yyyy-MM-ddTHH:mm:ss[.SSSSSSSSS]Z or epoch seconds")
@@ -404,6 +406,10 @@ def _error(exc: ServiceError) -> tuple[AWSResponse, dict[str, Any]]:
     return _response(400, {"Error": {"Code": exc.code, "Message": str(exc)}})
 
 
+# Request ids from a counter: secrets.token_hex reads the OS's random source, a system call per PutRecord.
+_REQUEST_IDS = itertools.count(1)
+
+
 def _response(status: int, parsed: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
-    parsed.setdefault("ResponseMetadata", {"HTTPStatusCode": status, "RequestId": secrets.token_hex(8)})
+    parsed.setdefault("ResponseMetadata", {"HTTPStatusCode": status, "RequestId": f"{next(_REQUEST_IDS):016x}"})
     return AWSResponse("https://featurestore-runtime.local", status, HTTPHeaders(), None), parsed

@@ -72,6 +72,8 @@ def _s3_actions(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]
         return [("s3:GetObjectVersion" if versioned else "s3:GetObject", _s3_object(bucket, key))]
     if operation in ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"):
         return [("s3:PutObject", _s3_object(bucket, key))]
+    if operation == "AbortMultipartUpload":
+        return [("s3:AbortMultipartUpload", _s3_object(bucket, key))]
     if operation in ("ListObjectsV2", "ListObjects"):
         return [("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
     if operation == "ListObjectVersions":
@@ -118,6 +120,16 @@ def operation_actions(
         return [(action, resource, ()) for action, resource in _s3_actions(operation, params)]
     if service == "sfn" and operation == "StartExecution":
         return [("states:StartExecution", str(params["stateMachineArn"]), ())]
+    if service == "sfn" and operation in ("SendTaskSuccess", "SendTaskHeartbeat", "SendTaskFailure"):
+        # No resource types (Service Authorization Reference, AWS Step Functions): authorized on "*" alone.
+        return [(f"states:{operation}", "*", ())]
+    if service == "secrets-manager" and operation == "GetSecretValue":
+        # A secret's ARN is its name, a hyphen and six random characters (Secrets Manager user guide, "Secret ARN").
+        secret = str(params["SecretId"])
+        arn = (
+            secret if secret.startswith("arn:") else f"arn:aws:secretsmanager:{region}:{account}:secret:{secret}-Ab12Cd"
+        )
+        return [("secretsmanager:GetSecretValue", arn, ())]
     if service == "eventbridge" and operation == "PutEvents":
         buses = {str(entry.get("EventBusName", "default")) for entry in params.get("Entries", [])}
         return [
@@ -336,6 +348,11 @@ def state_machine_calls(recorder: CallRecorder, local: Local, s3: Any, history: 
         if details := event.get("lambdaFunctionScheduledEventDetails"):
             recorder.add(Call(STATE_MACHINE, "lambda:InvokeFunction", details["resource"], "Task (Lambda)"))
         details = event.get("taskScheduledEventDetails")
+        if details and details.get("resourceType") == "lambda":
+            # lambda:invoke (.waitForTaskToken too) names the function in its parameters.
+            function = json.loads(details["parameters"])["FunctionName"]
+            recorder.add(Call(STATE_MACHINE, "lambda:InvokeFunction", function, f"Task lambda:{details['resource']}"))
+            continue
         if not details or details.get("resourceType") != "sagemaker" or details["resource"] not in _SYNC_JOBS:
             continue
         job, resource_type, name_member = _SYNC_JOBS[details["resource"]]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,16 +62,49 @@ class FunctionDef:
         return self.code_dir.name
 
 
+_overrides: dict[str, str] = {}
+
+
+@contextmanager
+def parameter_overrides(**values: str) -> Iterator[None]:
+    """Template parameters local mode takes other than their defaults (e.g. ReviewBackend), while inside."""
+    saved = dict(_overrides)
+    _overrides.update(values)
+    try:
+        yield
+    finally:
+        _overrides.clear()
+        _overrides.update(saved)
+
+
 class Resolver:
     """Resolves the intrinsic functions template.yaml uses in environments, against local values."""
 
     def __init__(self, template: dict[str, Any], refs: dict[str, str], attributes: dict[str, str]) -> None:
-        self._refs = dict(refs)
+        self._refs = {**refs, **_overrides}
         for name, parameter in template.get("Parameters", {}).items():
             # A parameter without a default has no local value: referencing it is an error, not "".
             if "Default" in parameter:
                 self._refs.setdefault(name, str(parameter["Default"]))
         self._attributes = attributes
+        self._conditions: dict[str, Any] = template.get("Conditions", {})
+
+    def holds(self, condition: Any) -> bool:
+        """A condition (by name, or Fn::Equals / Fn::Not / Fn::And / Fn::Or) against the local values."""
+        if isinstance(condition, str):
+            return self.holds(self._conditions[condition])
+        ((kind, argument),) = condition.items()
+        if kind == "Condition":
+            return self.holds(str(argument))
+        if kind == "Fn::Equals":
+            left, right = (self.resolve(side) for side in argument)
+            return left == right
+        if kind == "Fn::Not":
+            return not self.holds(argument[0])
+        if kind in ("Fn::And", "Fn::Or"):
+            results = [self.holds(item) for item in argument]
+            return all(results) if kind == "Fn::And" else any(results)
+        raise ValueError(f"local mode cannot evaluate condition {condition!r} from template.yaml")
 
     def resolve(self, value: Any) -> str:
         if isinstance(value, str | int | float):
@@ -81,6 +116,9 @@ class Resolver:
             if kind == "Fn::GetAtt":
                 resource, attribute = argument if isinstance(argument, list) else str(argument).split(".", 1)
                 return self._lookup(self._attributes, f"{resource}.{attribute}")
+            if kind == "Fn::If":
+                name, when_true, when_false = argument
+                return self.resolve(when_true if self.holds(name) else when_false)
             if kind == "Fn::Sub" and isinstance(argument, str):
                 # ${Name} and ${Resource.Attr} are substituted; ${!Literal} renders as ${Literal}.
                 return re.sub(

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 from scoring import Scorer
 
-from labelflow_processing import record_ids, values, writers
+from labelflow_processing import record_ids, rejections, values, writers
 from labelflow_processing.background import ordered_map
 from labelflow_processing.config import FatalInputError, FeatureSpec, Spec, TooManyRejectedError
 from labelflow_processing.readers import InputFile, RawBatch, Rejection, read_batches
@@ -42,12 +42,6 @@ MAX_LOOKUP = 4096
 
 def feature_field(feature: FeatureSpec) -> str:
     return f"f:{feature.name}"
-
-
-def _short(text: str | None, limit: int = 40) -> str:
-    """Quote a cell for a rejection reason, cut to a readable length."""
-    text = text or ""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 @dataclass
@@ -113,12 +107,12 @@ class Scanner:
 
         self._sizes(batch, reject)
         ids, missing_id = values.stripped(batch.columns[self.spec.record_id_column])
-        reject(missing_id, lambda i: "missing record id")
-        reject(values.has_control(ids), lambda i: f"control character in the record id: {_short(ids[i].as_py())}")
+        reject(missing_id, lambda i: rejections.MISSING_ID)
+        reject(values.has_control(ids), lambda i: rejections.control_in_id(ids[i].as_py()))
         if self.spec.event_time_column:
             seconds, missing, bad, text = values.event_times(batch.columns[self.spec.event_time_column])
-            reject(missing, lambda i: "missing event time")
-            reject(bad, lambda i: f"unparsable event time: {_short(text[i].as_py())}")
+            reject(missing, lambda i: rejections.MISSING_TIME)
+            reject(bad, lambda i: rejections.bad_time(text[i].as_py()))
         else:
             seconds = np.full(n, self.default_seconds, dtype=np.int64)
         parsed: dict[str, Any] = {}
@@ -150,22 +144,24 @@ class Scanner:
         for name, column in batch.columns.items():
             sizes = values.text_sizes(column)
             row_bytes += sizes
-            reject(sizes > limit, lambda i, name=name, sizes=sizes: f"{name} is {sizes[i]:,} bytes, above {limit:,}")
+            reject(
+                sizes > limit, lambda i, name=name, sizes=sizes: rejections.cell_too_large(name, int(sizes[i]), limit)
+            )
         limit_row = self.spec.max_row_bytes
-        reject(row_bytes > limit_row, lambda i: f"the row's cells are {row_bytes[i]:,} bytes, above {limit_row:,}")
+        reject(row_bytes > limit_row, lambda i: rejections.row_too_large(int(row_bytes[i]), limit_row))
 
     def _feature(self, feature: FeatureSpec, column: pa.Array, reject: Any) -> np.ndarray | pa.Array:
         if feature.numeric:
             numbers, missing, bad = values.numbers(column)
             if feature.impute is None:
-                reject(missing, lambda i: f"missing value for {feature.name}")
+                reject(missing, lambda i: rejections.missing_value(feature.name))
             if bad.any():
                 text = values.as_text(column)
-                reject(bad, lambda i: f"{feature.name} is not a number: {_short((text[i].as_py() or '').strip())}")
+                reject(bad, lambda i: rejections.not_a_number(feature.name, (text[i].as_py() or "").strip()))
             return numbers
         text, missing = values.stripped(column)
         if feature.impute is None:
-            reject(missing, lambda i: f"missing value for {feature.name}")
+            reject(missing, lambda i: rejections.missing_value(feature.name))
         return text
 
 
@@ -356,7 +352,7 @@ def _duplicates(id_hashes: IO[bytes], scratch: Scratch, out: IO[str]) -> np.ndar
         if hit.any():
             found = batch.filter(pa.array(hit))
             pairs = zip(found.column(1).to_pylist(), found.column(2).to_pylist(), strict=True)
-            _write_rejections(out, [Rejection(line, rid, "duplicate record id") for line, rid in pairs])
+            _write_rejections(out, [Rejection(line, rid, rejections.DUPLICATE) for line, rid in pairs])
     duplicates: np.ndarray = candidates[later]
     return duplicates
 
@@ -415,9 +411,8 @@ class Formatter:
         rejected: list[Rejection] = []
         if overflow.any():
             taken = batch.filter(pa.array(overflow))
-            reason = "a scaled feature value is beyond the float range"
             lines, ids = taken.column(LINE).to_pylist(), taken.column(RECORD_ID).to_pylist()
-            rejected = [Rejection(line, rid, reason) for line, rid in zip(lines, ids, strict=True)]
+            rejected = [Rejection(line, rid, rejections.OVERFLOW) for line, rid in zip(lines, ids, strict=True)]
             keep = pa.array(~overflow)
             batch, parts = batch.filter(keep), parts.filter(keep)
         labels = np.empty(0, dtype=object)

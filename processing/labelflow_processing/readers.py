@@ -20,6 +20,7 @@ file rejects the record it opened. Rows read = records, and each ends a record o
 
 from __future__ import annotations
 
+import argparse
 import codecs
 import csv
 import io
@@ -37,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from labelflow_processing import rejections
 from labelflow_processing.config import FatalInputError
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -176,7 +178,7 @@ class _CsvScan:
 
     def on_invalid(self, row: Any) -> str:
         text: str = row.text
-        reason = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+        reason = rejections.field_count(row.expected_columns, row.actual_columns)
         if text == self.end_record:
             self.ended = True
             return "skip"
@@ -495,3 +497,33 @@ def _parquet_batches(file: InputFile, required: list[str]) -> Iterator[RawBatch]
             lines = np.arange(first, first + batch.num_rows, dtype=np.int64)
             first += batch.num_rows
             yield RawBatch(columns={name: batch.column(name) for name in required}, lines=lines)
+
+
+def _encoding(name: str) -> str:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown text encoding {name!r}") from None
+    return name
+
+
+def _delimiter(text: str) -> str:
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(f"a delimiter is one character, not {text!r}")
+    return text
+
+
+def add_read_arguments(parser: argparse.ArgumentParser) -> None:
+    """How to read the input, as planning resolved it (labelflow.formats.ResolvedInput.container_arguments): the
+    same options for every engine's entry point."""
+    parser.add_argument("--format", choices=FORMATS, required=True)
+    parser.add_argument("--gzip", action="store_true", help="every input file is a gzip stream")
+    parser.add_argument("--encoding", type=_encoding, default="utf-8-sig", help="text encoding of CSV and JSON Lines")
+    parser.add_argument("--delimiter", type=_delimiter, help="the CSV field delimiter; required with --format csv")
+
+
+def read_as_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ReadAs:
+    """The ReadAs the options of add_read_arguments give; a delimiter goes with CSV and only with it."""
+    if (args.format == "csv") != (args.delimiter is not None):
+        parser.error("--delimiter is required with --format csv, and only with it")
+    return ReadAs(format=args.format, gzip=args.gzip, encoding=args.encoding, delimiter=args.delimiter)

@@ -103,6 +103,13 @@ class ValueCounts:
             if len(counted):
                 self._parts.append(pa.Table.from_arrays(counted.flatten(), names=["value", "count"]))
 
+    @classmethod
+    def from_table(cls, table: pa.Table) -> ValueCounts:
+        """Counts already aggregated elsewhere (a Spark job): a (value, count) table, one row per value."""
+        counts = cls()
+        counts._parts.append(table.select(["value", "count"]))
+        return counts
+
     def merge(self, other: ValueCounts) -> None:
         self._parts += other._parts
         if len(self._parts) >= _COMPACT_EVERY:

@@ -13,6 +13,7 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from labelflow_local import demo
 from labelflow_local.cloud import local_cloud
+from labelflow_local.contracts import read_calls
 from labelflow_local.review import SimulatedWorkers, read_labels
 from tests.e2e.test_failures import SAMPLE, run_sample
 
@@ -26,16 +27,16 @@ def test_a_run_keeps_each_request_its_stand_ins_received(tmp_path: Path) -> None
     report = demo.run_local(data, demo.DEMO_SPEC, demo.DEMO_MODEL, tmp_path / "work", truth=demo.DEMO_TRUTH)
     # When the report names its calls folder
     calls_dir = Path(json.loads(demo.report_json(report))["calls_dir"])
-    names = sorted(path.name for path in calls_dir.iterdir())
-    operations = [name.split("-", 1)[1].removesuffix(".json") for name in names]
+    calls = read_calls(calls_dir)
+    operations = [call["operation"] for call in calls]
     # Then every request is there, numbered in order: the group, the two jobs with their polls, one PutRecord a record
-    assert names[0] == "0001-DescribeFeatureGroup.json" and len(names) == int(names[-1][:4])
+    assert operations[0] == "DescribeFeatureGroup" and [call["n"] for call in calls] == list(range(1, len(calls) + 1))
     assert operations.index("CreateFeatureGroup") < operations.index("CreateProcessingJob")
     assert operations.index("CreateProcessingJob") < operations.index("CreateLabelingJob")
     counts = Counter(operations)
     assert counts["PutRecord"] == report.manifest.counts.ingested
     assert {counts[op] for op in ("CreateProcessingJob", "DescribeProcessingJob", "CreateLabelingJob")} == {1}
-    created = json.loads((calls_dir / names[operations.index("CreateProcessingJob")]).read_text())
+    created = calls[operations.index("CreateProcessingJob")]
     assert created["service"] == "sagemaker" and created["request"]["ProcessingJobName"].startswith("lf-reviews-")
 
 
@@ -89,6 +90,5 @@ def test_a_processing_request_aws_would_refuse_fails_the_step_as_on_aws(
     assert described["status"] == "FAILED" and manifest["status"] == "FAILED"
     assert manifest["error"]["error"] == "SageMaker.AmazonSageMakerException"
     assert manifest["error"]["cause"].startswith(message)
-    kept = sorted(path.name for path in (tmp_path / "calls").iterdir())
-    assert all(not name.endswith("DescribeProcessingJob.json") for name in kept)
-    assert sum(name.endswith("CreateProcessingJob.json") for name in kept) == len(failures)
+    kept = [call["operation"] for call in read_calls(tmp_path / "calls")]
+    assert "DescribeProcessingJob" not in kept and kept.count("CreateProcessingJob") == len(failures)

@@ -200,21 +200,21 @@ def ingest_crash_at(record: int, error: type[Exception]) -> Fault:
     return install
 
 
-def step_crash_at(module: Any, record: int, error: type[Exception]) -> Fault:
-    """The step reading records through `module.iter_jsonl` dies at its `record`-th line (once)."""
+def step_crash_at(module: Any, record: int, error: type[Exception], reader: str = "iter_jsonl") -> Fault:
+    """The step reading records through `module.<reader>` dies at its `record`-th record (once)."""
 
     def install(cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch) -> None:
-        original = module.iter_jsonl
+        original = getattr(module, reader)
         crashed = [False]
 
-        def crashing(*args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        def crashing(*args: Any, **kwargs: Any) -> Iterator[Any]:
             for number, line in enumerate(original(*args, **kwargs), start=1):
                 if number == record and not crashed[0]:
                     crashed[0] = True
                     raise error(f"crashed at record {record}")
                 yield line
 
-        monkeypatch.setattr(module, "iter_jsonl", crashing)
+        monkeypatch.setattr(module, reader, crashing)
 
     return install
 
@@ -313,17 +313,27 @@ CASES: list[tuple[str, Fault, str, bool]] = [
         (f"IngestFeatures crashes at record {n}, not retried", ingest_crash_at(n, FunctionTimedOut), "FAILED", True)
         for n in (1, 13, 37)
     ],
-    ("MergeLabels crashes at record 5, retried", step_crash_at(merging, 5, RetryableAwsError), "SUCCEEDED", False),
-    ("MergeLabels crashes at record 5, not retried", step_crash_at(merging, 5, FunctionTimedOut), "FAILED", False),
+    (
+        "MergeLabels crashes at record 5, retried",
+        step_crash_at(merging, 5, RetryableAwsError, "read_lines"),
+        "SUCCEEDED",
+        False,
+    ),
+    (
+        "MergeLabels crashes at record 5, not retried",
+        step_crash_at(merging, 5, FunctionTimedOut, "read_lines"),
+        "FAILED",
+        False,
+    ),
     (
         "RouteByConfidence crashes at record 5, retried",
-        step_crash_at(routing, 5, RetryableAwsError),
+        step_crash_at(routing, 5, RetryableAwsError, "read_records"),
         "SUCCEEDED",
         False,
     ),
     (
         "RouteByConfidence crashes at record 5, not retried",
-        step_crash_at(routing, 5, FunctionTimedOut),
+        step_crash_at(routing, 5, FunctionTimedOut, "read_records"),
         "FAILED",
         False,
     ),

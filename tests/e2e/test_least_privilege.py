@@ -3,6 +3,7 @@ and every permission its policy grants is used by some call (or says why a local
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,10 @@ from labelflow_local.iam import (
     state_machine_calls,
     translate,
 )
+from labelflow_local.labelstudio import LabelStudioReviews
 from labelflow_local.review import SimulatedWorkers, read_labels
 from tests.conftest import EVENTS, ROOT
+from tests.labelstudio.fake_server import LEGACY_TOKEN, FakeLabelStudio, serving
 
 SAMPLE = EVENTS / "fixtures/labelflow-demo/raw/reviews/sample.csv"
 REJECTED = ROOT / "demo/data/bad/missing_column.csv"
@@ -35,6 +38,7 @@ pytestmark = pytest.mark.e2e
 # Grants a local run cannot exercise, each with the reason: (principal, action) → why.
 _RUNTIME_LOGS = "written by the Lambda runtime, not by handler code (AWSLambdaBasicExecutionRole)"
 _XRAY = "sent by the Lambda runtime and the X-Ray SDK with Tracing: Active; tracing is off locally"
+_WEBHOOK = "a Label Studio webhook calls a Function URL; local mode has none"
 _ABORT = "Step Functions stops the job when the execution is stopped or times out; no local run is stopped"
 _LIST_TAGS = "in the .sync integration's documented policy; its calls beyond create, poll and tag are not observable"
 ALLOWLIST: dict[tuple[str, str], str] = {
@@ -101,6 +105,31 @@ ALLOWLIST: dict[tuple[str, str], str] = {
     ("SageMakerExecutionRole", "s3:GetBucketLocation"): "SageMaker's check of the bucket's Region, not emulated",
     ("FeatureStoreRole", "glue:GetTable"): "Feature Store maintains the offline store's Glue table, not emulated",
     ("FeatureStoreRole", "glue:UpdateTable"): "Feature Store maintains the offline store's Glue table, not emulated",
+    **{
+        (
+            function,
+            "s3:AbortMultipartUpload",
+        ): "a streamed output is aborted when the step fails midway; no run here does"
+        for function in ("RouteByConfidenceFunction", "MergeLabelsFunction")
+    },
+    ("PollLabelStudioReviewsFunction", "secretsmanager:GetSecretValue"): (
+        "read once and cached by the layer, which the functions share in one local process (not on Lambda)"
+    ),
+    ("PollLabelStudioReviewsFunction", "states:SendTaskHeartbeat"): (
+        "sent while reviewers are still at work; the fake Label Studio's reviewers answer before the first poll"
+    ),
+    **{
+        ("LabelStudioWebhookFunction", action): _WEBHOOK
+        for action in (
+            "secretsmanager:GetSecretValue",
+            "states:SendTaskSuccess",
+            "states:SendTaskHeartbeat",
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:DeleteObject",
+            "s3:ListBucket",
+        )
+    },
 }
 
 
@@ -124,8 +153,7 @@ def local_names(cloud: LocalCloud) -> Local:
     )
 
 
-def run_file(cloud: LocalCloud, recorder: CallRecorder, local: Local, data: Path) -> str:
-    spec_body = DEMO_SPEC.read_bytes()
+def run_file(cloud: LocalCloud, recorder: CallRecorder, local: Local, data: Path, spec_body: bytes) -> str:
     execution_arn = land(cloud, data, DatasetSpec.model_validate_json(spec_body), spec_body, DEMO_MODEL)
     described = cloud.wait(execution_arn)
     history = cloud.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
@@ -139,14 +167,25 @@ def findings(tmp_path_factory: pytest.TempPathFactory) -> list[Finding]:
     tmp = tmp_path_factory.mktemp("iam")
     store = tmp / "fs"
     recorder = CallRecorder("us-east-1", "123456789012")
-    with recording(recorder), local_cloud(SimulatedWorkers(read_labels(DEMO_TRUTH)), store) as cloud:
+    spec_body = DEMO_SPEC.read_bytes()
+    truth = read_labels(DEMO_TRUTH)
+    with recording(recorder), local_cloud(SimulatedWorkers(truth), store) as cloud:
         local = local_names(cloud)
-        statuses = [run_file(cloud, recorder, local, path) for path in (SAMPLE, REJECTED)]
+        statuses = [run_file(cloud, recorder, local, path, spec_body) for path in (SAMPLE, REJECTED)]
         offline_uri = cloud.functions.resolve("plan_processing").environment["OFFLINE_STORE_S3_URI"]
         offline_store_calls(recorder, offline_uri, store, cloud.feature_store.flush())
         translated = translate(cloud.template, cloud.region, cloud.account)
         policies = role_statements(translated, Intrinsics(translated, local, STATE_MACHINE_NAME))
-    assert statuses == ["SUCCEEDED", "FAILED"]
+    # And one whose dataset is reviewed in (a fake) Label Studio: the start, poller and callback path
+    labelstudio_spec = json.dumps(json.loads(spec_body) | {"review": {"backend": "labelstudio"}}).encode()
+    with (
+        serving(FakeLabelStudio(answer=truth.get, reviewers=3)) as fake,
+        LabelStudioReviews(fake.url, LEGACY_TOKEN, say=lambda _: None, interval=0.2),
+        recording(recorder),
+        local_cloud(SimulatedWorkers(truth), tmp / "fs-labelstudio") as cloud,
+    ):
+        statuses.append(run_file(cloud, recorder, local_names(cloud), SAMPLE, labelstudio_spec))
+    assert statuses == ["SUCCEEDED", "FAILED", "SUCCEEDED"]
     # When each principal's calls are evaluated against its policies
     result = check(policies, recorder, ALLOWLIST)
     report = markdown(result)

@@ -125,7 +125,10 @@ class Deployment:
             workteams.add_client_error("describe_workteam", "ValidationException", self.workteam_error)
         else:
             workteams.add_response("describe_workteam", {"Workteam": self.workteam})
-        clients = doctor.Clients(cloudformation, self.s3, cast(Any, _SageMaker(self.sagemaker, workteams_client)))
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        clients = doctor.Clients(
+            cloudformation, self.s3, cast(Any, _SageMaker(self.sagemaker, workteams_client)), secrets
+        )
         monkeypatch.setattr(doctor, "default_clients", lambda region=None: clients)
         with stacks, workteams:
             code = cli.main(["doctor", "--stack", STACK])
@@ -226,6 +229,45 @@ def test_a_work_team_in_another_region(deployment, monkeypatch, capsys) -> None:
     # When the doctor runs / Then it names both Regions
     problem = _one_problem(deployment, monkeypatch, capsys)
     assert problem.startswith(f"problem: work team {elsewhere}: in eu-west-1, account {DEFAULT_ACCOUNT_ID}, but ")
+
+
+def _label_studio(deployment: Deployment, secret: str | None) -> None:
+    """The stack deployed with ReviewBackend=labelstudio and no work team; `secret` stored under its default name."""
+    deployment.parameter("ReviewBackend", "labelstudio")
+    deployment.parameter("WorkteamArn", "")
+    if secret is not None:
+        boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name="labelflow/labelstudio", SecretString=secret
+        )
+
+
+def test_a_label_studio_deployment_checks_its_secret_not_a_work_team(deployment, monkeypatch, capsys) -> None:
+    # Given a Label Studio deployment with no work team, and its secret stored
+    _label_studio(deployment, json.dumps({"url": "https://ls.example.com", "token": "t0ken"}))
+    # When the doctor runs
+    code, lines = deployment.run(monkeypatch, capsys)
+    # Then every check passes, the secret's among them and no work team's
+    assert code == 0 and _problems(lines) == []
+    assert (
+        "ok: Label Studio secret labelflow/labelstudio: names https://ls.example.com, without a webhook secret" in lines
+    )
+    assert not any(line.startswith("ok: work team") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [
+        (None, "GetSecretValue: ResourceNotFoundException: create it (aws secretsmanager create-secret"),
+        ('{"url": "ls.example.com", "token": "t"}', "url: String should match pattern"),
+        ('{"url": "https://ls.example.com"}', "token: Field required"),
+    ],
+)
+def test_a_label_studio_secret_that_cannot_work(deployment, monkeypatch, capsys, secret, expected) -> None:
+    # Given a Label Studio deployment whose secret is missing or malformed
+    _label_studio(deployment, secret)
+    # When the doctor runs / Then the secret's line is the problem, saying what to do
+    problem = _one_problem(deployment, monkeypatch, capsys)
+    assert problem.startswith("problem: Label Studio secret labelflow/labelstudio: ") and expected in problem
 
 
 def test_unpublished_processing_code(deployment, monkeypatch, capsys) -> None:

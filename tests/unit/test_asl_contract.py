@@ -111,3 +111,67 @@ def test_result_selectors_read_only_members_sagemaker_always_returns(sagemaker: 
             assert required_path(output, path.removeprefix("$.").split(".")) == [], f"{state_name}.{field}"
             checked += 1
     assert checked >= 6
+
+
+def test_ingestion_fans_out_over_an_inline_map_whose_iterations_catch_their_own_errors() -> None:
+    # Given the IngestFeatures state
+    ingest = ASL["States"]["IngestFeatures"]
+    iteration = ingest["ItemProcessor"]["States"]
+    # Then it maps the batches MergeLabels wrote, inline (moto's interpreter rejects ItemReader JSONL and ItemBatcher)
+    assert ingest["Type"] == "Map" and ingest["ItemsPath"] == "$.merge.batches"
+    assert "ItemReader" not in ingest and "ItemBatcher" not in ingest
+    assert ingest["ItemSelector"]["batch.$"] == "$$.Map.Item.Value"
+    # And a batch that fails reports its error instead of failing the map (the others go on)
+    (catch,) = iteration["IngestBatch"]["Catch"]
+    assert catch["ErrorEquals"] == ["States.ALL"] and iteration[catch["Next"]]["Type"] == "Pass"
+    assert set(iteration[catch["Next"]]["Parameters"]) == {"index.$", "error.$"}
+    # And FinalizeRun gathers them into one report
+    assert ingest["ResultPath"] == "$.ingest_batches" and ingest["Next"] == "FinalizeRun"
+
+
+def test_each_review_job_chooses_its_backend_and_ground_truth_is_unchanged() -> None:
+    # Given the HumanLabeling map, and the states between routing and it
+    labeling = ASL["States"]["HumanLabeling"]
+    iteration = labeling["ItemProcessor"]
+    chosen = ASL["States"]["ReviewBackendChosen"]
+    # Then the spec's backend (routing's review_backend) wins, else the deployment's parameter fills it in
+    assert ASL["States"]["AnythingToReview"]["Choices"][0]["Next"] == "ReviewBackendChosen"
+    assert chosen["Choices"][0]["Next"] == "HumanLabeling"
+    fallback = ASL["States"][chosen["Default"]]
+    assert (fallback["Result"], fallback["ResultPath"]) == ("${ReviewBackend}", "$.routing.review_backend")
+    # And each item carries the backend and its job, and its iteration starts with a Choice on the backend
+    assert labeling["ItemSelector"]["backend.$"] == "$.routing.review_backend"
+    assert labeling["ItemSelector"]["job.$"] == "$$.Map.Item.Value"
+    first = iteration["States"][iteration["StartAt"]]
+    assert first["Type"] == "Choice" and first["Default"] == "RunLabelingJob"
+    assert first["Choices"] == [{"Variable": "$.backend", "StringEquals": "labelstudio", "Next": "ReviewInLabelStudio"}]
+    # And Ground Truth's job reads the same fields as before, now under the item's job
+    parameters = json.dumps(iteration["States"]["RunLabelingJob"]["Parameters"])
+    assert '"$.' not in parameters.replace('"$.job.', "")
+
+
+def test_label_studio_waits_on_a_task_token_with_a_heartbeat_and_a_timeout() -> None:
+    # Given the Label Studio review task
+    iteration = ASL["States"]["HumanLabeling"]["ItemProcessor"]["States"]
+    review = iteration["ReviewInLabelStudio"]
+    # Then it invokes the start function with the token, and waits with both backstops
+    assert review["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert review["Parameters"]["FunctionName"] == "${StartLabelStudioReviewFunctionArn}"
+    assert review["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
+    assert review["TimeoutSecondsPath"] == "$.timeout_seconds" and review["HeartbeatSeconds"] > 0
+    timeout = ASL["States"]["HumanLabeling"]["ItemSelector"]["timeout_seconds.$"]
+    assert timeout.startswith("States.MathAdd($$.Map.Item.Value.TaskAvailabilityLifetimeInSeconds, ")
+    # And a timed-out token ends the job as Stopped with what MergeLabels reads; any other error fails the map
+    timed_out, other = review["Catch"]
+    assert set(timed_out["ErrorEquals"]) == {"States.Timeout", "States.HeartbeatTimeout"}
+    kept = iteration[timed_out["Next"]]
+    assert kept["Parameters"]["status"] == "Stopped"
+    assert {key.removesuffix(".$") for key in kept["Parameters"]} == {
+        "job_name",
+        "status",
+        "output_path",
+        "counters",
+        "failure_reason",
+        "manifest_uri",
+    }
+    assert other["ErrorEquals"] == ["States.ALL"] and iteration[other["Next"]]["Type"] == "Fail"

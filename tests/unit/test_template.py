@@ -122,7 +122,7 @@ def test_data_bucket_policy_denies_requests_without_tls(resources: dict[str, Any
 def test_every_function_code_folder_exists(resources: dict[str, Any]) -> None:
     # Given every SAM function of the template
     functions = resources_of_type(resources, "AWS::Serverless::Function")
-    assert len(functions) == 8
+    assert len(functions) == 11
     for name, function in functions.items():
         # When its CodeUri is resolved against the repository
         code_uri = function["Properties"]["CodeUri"]
@@ -179,6 +179,7 @@ def test_state_machine_may_invoke_every_workflow_function(resources: dict[str, A
         "MergeLabelsFunction",
         "IngestFeaturesFunction",
         "FinalizeRunFunction",
+        "StartLabelStudioReviewFunction",
     }
     assert called <= invokable
 
@@ -289,8 +290,9 @@ def test_the_feature_store_role_may_write_the_offline_store_planning_configures(
 
 
 def test_ingestion_waits_minutes_for_a_group_being_created() -> None:
-    # Given the IngestFeatures state's retriers
-    retriers = json.loads(ASL.read_text(encoding="utf-8"))["States"]["IngestFeatures"]["Retry"]
+    # Given the retriers of IngestFeatures' Map iteration (one ingest batch)
+    ingest = json.loads(ASL.read_text(encoding="utf-8"))["States"]["IngestFeatures"]
+    retriers = ingest["ItemProcessor"]["States"]["IngestBatch"]["Retry"]
     (retry,) = [r for r in retriers if FeatureGroupNotReady.__name__ in r["ErrorEquals"]]
     # When the waits between its attempts are added up (interval × backoff^n, capped by MaxDelaySeconds)
     waits = [
@@ -367,6 +369,7 @@ def test_functions_get_the_environment_their_settings_require(template: dict[str
             "OFFLINE_STORE_S3_URI",
         },
         "RouteByConfidenceFunction": {"DATA_BUCKET", "CONFIDENCE_THRESHOLD"},
+        "MergeLabelsFunction": {"DATA_BUCKET", "INGEST_MAX_CONCURRENCY"},
         "IngestFeaturesFunction": {"DATA_BUCKET", "INGEST_MAX_WORKERS"},
     }
     for name, variables in required.items():
@@ -442,14 +445,18 @@ def test_samconfig_deploys_the_labelflow_stack() -> None:
     assert deploy["resolve_s3"] is True
 
 
-def test_the_work_team_has_no_placeholder_default(template: dict[str, Any]) -> None:
-    # Given the WorkteamArn parameter
+def test_a_ground_truth_deployment_must_name_its_work_team(template: dict[str, Any]) -> None:
+    # Given the WorkteamArn parameter and the template's rules
     parameter = template["Parameters"]["WorkteamArn"]
-    # Then a deployer must name a work team (CloudFormation stops a deploy without it), in ARN form
-    assert "Default" not in parameter
+    rule = template["Rules"]["GroundTruthNeedsAWorkTeam"]
+    # Then a Label Studio deployment may leave it empty, and any value given is a work team ARN
+    assert parameter["Default"] == ""
     pattern = re.compile(parameter["AllowedPattern"])
     assert pattern.match("arn:aws:sagemaker:eu-west-1:123456789012:workteam/private-crowd/reviewers")
-    assert not pattern.match("private-crowd/reviewers")
+    assert pattern.match("") and not pattern.match("private-crowd/reviewers")
+    # And with Ground Truth as the backend CloudFormation refuses the stack before creating anything without one
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ReviewBackend"}, "groundtruth"]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WorkteamArn"}, ""]}]}
 
 
 def test_processing_instance_types_are_the_ones_sagemaker_accepts(template: dict[str, Any]) -> None:
@@ -476,3 +483,84 @@ def test_sync_rule_grant_covers_only_step_functions_rules_for_sagemaker(resource
     (resource,) = as_list(statement["Resource"])
     assert resource["Fn::Sub"].endswith(":rule/StepFunctionsGetEventsForSageMaker*")
     assert sorted(as_list(statement["Action"])) == ["events:DescribeRule", "events:PutRule", "events:PutTargets"]
+
+
+def test_ingest_concurrency_is_a_parameter_within_the_inline_map_ceiling(template: dict[str, Any]) -> None:
+    # Given the parameter MergeLabels passes on as the Map's MaxConcurrencyPath
+    parameter = template["Parameters"]["IngestMaxConcurrency"]
+    ingest = json.loads(ASL.read_text(encoding="utf-8"))["States"]["IngestFeatures"]
+    # Then it cannot pass the 40 concurrent iterations of an inline Map (Step Functions developer guide)
+    assert parameter["MinValue"] == 1 and parameter["MaxValue"] == 40
+    assert function_env(template, "MergeLabelsFunction")["INGEST_MAX_CONCURRENCY"] == {"Ref": "IngestMaxConcurrency"}
+    assert ingest["MaxConcurrencyPath"] == "$.merge.ingest_concurrency"
+    assert ingest["ItemProcessor"]["ProcessorConfig"]["Mode"] == "INLINE"
+
+
+LS_FUNCTIONS = ("StartLabelStudioReviewFunction", "PollLabelStudioReviewsFunction", "LabelStudioWebhookFunction")
+LS_SECRET = {
+    "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+    "${LabelStudioSecretName}-??????"
+}
+
+
+def test_review_backend_is_a_parameter_substituted_into_the_definition(template: dict[str, Any]) -> None:
+    # Given the ReviewBackend parameter and the state machine's substitutions
+    parameter = template["Parameters"]["ReviewBackend"]
+    machine = template["Resources"]["LabelingStateMachine"]["Properties"]
+    # Then Ground Truth stays the default, and the ASL receives the choice
+    assert parameter["Default"] == "groundtruth"
+    assert parameter["AllowedValues"] == ["groundtruth", "labelstudio"]
+    assert machine["DefinitionSubstitutions"]["ReviewBackend"] == {"Ref": "ReviewBackend"}
+
+
+def test_only_the_label_studio_functions_read_its_secret_and_only_that_one(resources: dict[str, Any]) -> None:
+    # Given every function's statements
+    for name, function in resources_of_type(resources, "AWS::Serverless::Function").items():
+        statements = list(iter_statements(function["Properties"].get("Policies", [])))
+        reads = [s for s in statements if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+        # Then the Label Studio functions may read the named secret alone, and no other function any secret
+        if name in LS_FUNCTIONS:
+            assert [as_list(s["Resource"]) for s in reads] == [[LS_SECRET]]
+        else:
+            assert reads == []
+
+
+def test_only_the_poller_and_webhook_answer_task_tokens(resources: dict[str, Any]) -> None:
+    # Given the SendTask* grants (no resource types in the Service Authorization Reference: "*" is the only resource)
+    for function_name, function in resources_of_type(resources, "AWS::Serverless::Function").items():
+        statements = list(iter_statements(function["Properties"].get("Policies", [])))
+        answers = [s for s in statements if any(a.startswith("states:SendTask") for a in as_list(s["Action"]))]
+        # Then only those two may answer, success and heartbeat alone
+        if function_name in ("PollLabelStudioReviewsFunction", "LabelStudioWebhookFunction"):
+            assert [as_list(s["Resource"]) for s in answers] == [["*"]]
+            assert sorted(a for s in answers for a in as_list(s["Action"])) == [
+                "states:SendTaskHeartbeat",
+                "states:SendTaskSuccess",
+            ]
+        else:
+            assert answers == []
+
+
+def test_the_poller_runs_on_the_schedule_and_the_webhook_only_when_enabled(resources: dict[str, Any]) -> None:
+    # Given the poller's events and the webhook function
+    poll = resources["PollLabelStudioReviewsFunction"]["Properties"]["Events"]["Poll"]
+    webhook = resources["LabelStudioWebhookFunction"]
+    start_env = resources["StartLabelStudioReviewFunction"]["Properties"]["Environment"]["Variables"]
+    # Then the schedule is the parameter, and the webhook (a Function URL) exists only with its condition
+    assert poll["Type"] == "Schedule" and poll["Properties"]["Schedule"] == {"Ref": "LabelStudioPollSchedule"}
+    assert webhook["Condition"] == "LabelStudioWebhookEnabled"
+    assert webhook["Properties"]["FunctionUrlConfig"] == {"AuthType": "NONE"}
+    assert start_env["LABELSTUDIO_WEBHOOK_URL"] == {
+        "Fn::If": ["LabelStudioWebhookEnabled", {"Fn::GetAtt": ["LabelStudioWebhookFunctionUrl", "FunctionUrl"]}, ""]
+    }
+
+
+def test_label_studio_parameters_default_to_values_their_patterns_accept(template: dict[str, Any]) -> None:
+    # Given the Label Studio parameters with a pattern
+    for name in ("LabelStudioSecretName", "LabelStudioPollSchedule"):
+        parameter = template["Parameters"][name]
+        # Then the default passes it (a schedule slower than hourly would miss the review's heartbeat)
+        assert re.fullmatch(parameter["AllowedPattern"].strip("^$"), parameter["Default"]), name
+    schedule = template["Parameters"]["LabelStudioPollSchedule"]["AllowedPattern"]
+    assert not re.fullmatch(schedule.strip("^$"), "rate(60 minutes)")
+    assert not re.fullmatch(schedule.strip("^$"), "rate(1 minutes)")

@@ -66,6 +66,10 @@ def events() -> Any:
     return _client("events")
 
 
+def secretsmanager() -> Any:
+    return _client("secretsmanager")
+
+
 def cloudformation() -> Any:
     return _client("cloudformation")
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from itertools import accumulate
 
 from labelflow.models.records import AuditLabel
 from labelflow.models.run import ThresholdChoice
@@ -71,30 +70,38 @@ def candidate_thresholds(target: float, classes: int) -> list[float]:
 
 
 class _Tally:
-    """Audit labels sorted by confidence, to count those at or above any threshold and the model's errors."""
+    """Audit labels counted per candidate threshold they reach (constant memory however many are read), to tell
+    how many reach any candidate and the model's errors among them."""
 
-    def __init__(self, labels: Sequence[AuditLabel]) -> None:
-        ordered = sorted(labels, key=lambda label: label.model_confidence)
-        self.confidences = [label.model_confidence for label in ordered]
-        self.errors_from = list(
-            accumulate((label.model_label != label.human_label for label in reversed(ordered)), initial=0)
-        )[::-1]
+    def __init__(self, labels: Iterable[AuditLabel], candidates: Sequence[float]) -> None:
+        self.ascending = sorted(candidates)
+        # reached[k]: labels whose highest candidate reached is ascending[k - 1] (k = 0: none reached).
+        self.reached = [0] * (len(self.ascending) + 1)
+        self.wrong = [0] * (len(self.ascending) + 1)
+        self.total = 0
+        for label in labels:
+            index = bisect_right(self.ascending, label.model_confidence)
+            self.reached[index] += 1
+            self.wrong[index] += label.model_label != label.human_label
+            self.total += 1
 
     def at(self, threshold: float) -> tuple[int, int]:
-        """Labels whose confidence reaches the threshold, and the errors among them."""
-        start = bisect_left(self.confidences, threshold)
-        return len(self.confidences) - start, self.errors_from[start]
+        """Labels whose confidence reaches the threshold (a candidate), and the errors among them."""
+        start = self.ascending.index(threshold) + 1
+        return sum(self.reached[start:]), sum(self.wrong[start:])
 
 
 def certify(
-    labels: Sequence[AuditLabel], target: float, confidence: float, classes: int, fallback: float
+    labels: Iterable[AuditLabel], target: float, confidence: float, classes: int, fallback: float
 ) -> ThresholdChoice:
     """The lowest candidate threshold certified at `target` with probability `confidence`, testing from the
-    strictest down and stopping at the first that fails; the fallback threshold when the first already fails."""
+    strictest down and stopping at the first that fails; the fallback threshold when the first already fails.
+    The labels are read once, as they come."""
     delta = 1.0 - confidence
-    tally = _Tally(labels)
+    candidates = candidate_thresholds(target, classes)
+    tally = _Tally(labels, candidates)
     chosen: ThresholdChoice | None = None
-    for threshold in candidate_thresholds(target, classes):
+    for threshold in candidates:
         n, errors = tally.at(threshold)
         if n == 0 or accuracy_p_value(errors, n, target) > delta:
             break
@@ -108,11 +115,11 @@ def certify(
             certified_lower_bound=accuracy_lower_bound(errors, n, delta),
             audit_labels=n,
             audit_errors=errors,
-            audit_labels_total=len(labels),
+            audit_labels_total=tally.total,
         )
     if chosen is not None:
         return chosen
-    n, errors = tally.at(candidate_thresholds(target, classes)[0])
+    n, errors = tally.at(candidates[0])
     needed = fewest_labels_to_certify(target, delta)
     return ThresholdChoice(
         threshold=fallback,
@@ -124,7 +131,7 @@ def certify(
         confidence=confidence,
         audit_labels=n,
         audit_errors=errors,
-        audit_labels_total=len(labels),
+        audit_labels_total=tally.total,
     )
 
 

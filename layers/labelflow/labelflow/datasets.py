@@ -19,10 +19,9 @@ if TYPE_CHECKING:
 
 # Enough bytes to hold any sane header line (of gzip data too, inflated).
 HEADER_PROBE_BYTES = 64 * 1024
-# One IngestFeatures invocation, measured (issue 10: ~1.6 ms of botocore CPU per PutRecord), and its timeout in
-# template.yaml: a run carries at most about their product until ingestion fans out over several invocations.
-INGEST_RECORDS_PER_SECOND = 600
-INGEST_TIMEOUT_SECONDS = 900
+# Routing and merging each stream a run's records through one Lambda, at about 80,000-100,000 records/s on one
+# vCPU (bench/RESULTS.md, "Scale"); 10M records take them minutes of their 900 s, and ingestion fans out.
+RUN_BOUND = "routing and merging each read a run's records in one Lambda within its 900 s timeout"
 
 
 def _parse_spec(body: bytes, where: str) -> DatasetSpec:
@@ -72,8 +71,7 @@ def check_size(where: str, size: int, head: bytes, resolved: ResolvedInput, max_
     if estimated > max_rows:
         raise InvalidInputError(
             f"{where} holds about {estimated:,} rows (estimated from its first {len(head):,} bytes) and one run"
-            f" ingests at most {max_rows:,} (one IngestFeatures function writes about {INGEST_RECORDS_PER_SECOND}"
-            f" records/s and stops at its {INGEST_TIMEOUT_SECONDS} s timeout): split it into files of at most"
+            f" takes at most {max_rows:,} (MAX_RECORDS_PER_RUN; {RUN_BOUND}): split it into files of at most"
             f" {max_rows:,} rows"
         )
 

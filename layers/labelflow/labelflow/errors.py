@@ -23,3 +23,11 @@ class RetryableAwsError(LabelflowError):
 
 class FeatureGroupNotReady(LabelflowError):
     """The dataset's feature group is still being created; the state machine retries the step until it is usable."""
+
+
+class LabelStudioError(LabelflowError):
+    """Label Studio refused a request or cannot be reached; the message says what to fix."""
+
+
+class LabelStudioUnavailable(LabelStudioError):
+    """Label Studio did not answer, or kept answering 429, 502, 503 or 504, through every retry; safe to retry later."""

@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from labelflow.errors import LabelflowError, ManifestError
-from labelflow.ingestion import read_manifest, settle
+from labelflow.ingestion import gather, read_manifest
 from labelflow.layout import PROCESSED_STATS, RunLayout
 from labelflow.merging import ended_reason
 from labelflow.models.artifacts import ProcessingStats
@@ -287,15 +287,24 @@ def error_of(state: WorkflowState | ReingestState) -> RunError | None:
     return RunError(error=state.error.error, cause=cause)
 
 
-def settled_ingest(
+def gathered_ingest(
     run: WorkflowState, s3: S3Client, featurestore: SageMakerFeatureStoreRuntimeClient
 ) -> IngestOutput | None:
-    """What a stopped ingestion wrote; None when that cannot be told now (run.json then has no ingest counts)."""
+    """The run's ingestion over its batches; None when that cannot be told now (run.json then has no ingest counts)."""
     try:
-        return settle(run, s3, featurestore)
+        return gather(run, s3, featurestore)
     except (ClientError, BotoCoreError, LabelflowError):
-        logger.exception("could not settle the stopped ingestion", extra={"run_id": run.run_id})
+        logger.exception("could not gather the ingestion", extra={"run_id": run.run_id})
         return None
+
+
+def with_ingestion(run: WorkflowState, s3: S3Client, featurestore: SageMakerFeatureStoreRuntimeClient) -> WorkflowState:
+    """The run with its ingest batches gathered; a run whose every batch stopped failed with the first one's error."""
+    stopped = [outcome.error for outcome in run.ingest_batches or [] if outcome.error is not None]
+    if run.error is None and stopped and len(stopped) == len(run.ingest_batches or []):
+        run = run.model_copy(update={"error": stopped[0]})
+    gathered = gathered_ingest(run, s3, featurestore)
+    return run.model_copy(update={"ingest": gathered}) if gathered is not None else run
 
 
 def finalize_run(
@@ -307,7 +316,8 @@ def finalize_run(
 ) -> RunManifest:
     """Write run.json (quarantining a rejected input first), then announce the run's end (best effort).
 
-    A run stopped during ingestion is settled first (with `featurestore`): run.json counts what was written.
+    The ingest batches are gathered first (with `featurestore`), those that stopped settled from their checkpoints
+    and the online store: run.json counts what was written.
     """
     now = now or datetime.now(UTC)
     if isinstance(request, FinalizeReingestInput):
@@ -315,8 +325,8 @@ def finalize_run(
         announce(events, manifest, request.state.reingest.bucket)
         return manifest
     run = request.state
-    if run.error is not None and featurestore is not None and (settled := settled_ingest(run, s3, featurestore)):
-        run = run.model_copy(update={"ingest": settled})
+    if featurestore is not None:
+        run = with_ingestion(run, s3, featurestore)
         request = request.model_copy(update={"state": run})
     manifest = build_manifest(request, read_stats(s3, run), now, reviewers_of(s3, run))
     if manifest.error is not None and manifest.error.error in QUARANTINED_ERRORS:

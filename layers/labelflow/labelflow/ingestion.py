@@ -1,21 +1,30 @@
-"""IngestFeatures: PutRecord every labeled record exactly once, with bounded concurrency and a report of failures.
+"""IngestFeatures: PutRecord every labeled record exactly once, fanned out over batches, with one failure report.
 
-Exactly once across retries and re-drives: records are written in batches, in file order, and a checkpoint in S3
-(`IngestProgress`, under the run prefix) counts each finished batch before the next begins. A step that starts
-again skips the finished batches; of the batch that was in flight, it first asks the online store (GetRecord)
-which records this run already wrote, and sends only the others. A checkpoint, not Powertools Idempotency: the
-idempotency record of one Lambda invocation says "done" or "in progress" for the whole call, so a call that
-crashed half-way would be either repeated whole (duplicates) or refused; progress has to be kept per batch.
+Fan-out: MergeLabels splits the labeled file into batches (byte ranges of whole lines) and the state machine's Map
+runs one IngestFeatures invocation per batch, a bounded number at a time. Each iteration catches its own error,
+so a batch that fails loses no other; FinalizeRun gathers the batches (`gather`) into the run's counts and ONE
+ingest-failures file, which `labelflow reingest` and the reingest execution input send again.
+
+Exactly once across retries and re-drives, per batch: records are written in chunks of BATCH_SIZE, in file order,
+and a checkpoint in S3 (`IngestProgress`, in the batch's own folder under the run prefix) counts each finished
+chunk before the next begins. A step that starts again skips the finished chunks; of the chunk that was in flight,
+it first asks the online store (GetRecord) which records this run already wrote, and sends only the others. A
+checkpoint, not Powertools Idempotency: the idempotency record of one Lambda invocation says "done" or "in
+progress" for the whole call, so a call that crashed half-way would be either repeated whole (duplicates) or
+refused; progress has to be kept per chunk.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import batched
 from typing import TYPE_CHECKING, Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
@@ -25,7 +34,15 @@ from labelflow.feature_groups import require_usable
 from labelflow.layout import RunLayout
 from labelflow.models.records import IngestFailure, IngestProgress, LabeledRecord
 from labelflow.models.run import RunManifest
-from labelflow.models.state import IngestOutput, ReingestInput, ReingestState, WorkflowState
+from labelflow.models.state import (
+    BatchOutcome,
+    IngestBatch,
+    IngestBatchInput,
+    IngestOutput,
+    ReingestInput,
+    ReingestState,
+    WorkflowState,
+)
 from labelflow.s3 import S3Location, get_json, iter_jsonl, put_json, put_jsonl
 
 if TYPE_CHECKING:
@@ -34,8 +51,27 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker_featurestore_runtime import SageMakerFeatureStoreRuntimeClient
 
 
-# Records per checkpoint: at ~600 records/s, one small S3 PUT a second; a retry re-checks at most this many.
+# Records per checkpoint chunk: at a few hundred records/s, one small S3 PUT a second or two; a retry re-checks at
+# most this many.
 BATCH_SIZE = 512
+
+
+def ingest_client(max_workers: int) -> SageMakerFeatureStoreRuntimeClient:
+    """A Feature Store runtime client shared by `max_workers` threads, with a pooled connection for each.
+
+    Parameter validation is off: every PutRecord is built from a LabeledRecord pydantic already validated, and
+    botocore's validator was a measured share of the per-call CPU (bench/scale_ingest.py). Retries stay on:
+    standard mode retries throttling and 5xx with exponential backoff and jitter (botocore retries/standard.py).
+    """
+    config = Config(
+        retries={"max_attempts": 8, "mode": "standard"},
+        max_pool_connections=max_workers,
+        parameter_validation=False,
+        connect_timeout=5,
+        read_timeout=60,
+    )
+    client: SageMakerFeatureStoreRuntimeClient = boto3.client("sagemaker-featurestore-runtime", config=config)
+    return client
 
 
 def feature_record(record: LabeledRecord) -> list[dict[str, str]]:
@@ -83,6 +119,12 @@ class Checkpoints:
     def of_run(cls, s3: S3Client, bucket: str, layout: RunLayout, attempt: str | None = None) -> Checkpoints:
         """The run's ingestion (`attempt` None) or one of its reingests."""
         return cls(s3, bucket, layout.ingest_folder(attempt), layout.ingest_failures_key_of(attempt))
+
+    @classmethod
+    def of_batch(cls, s3: S3Client, bucket: str, layout: RunLayout, index: int) -> Checkpoints:
+        """One ingest batch of the run: its own checkpoint, and its failures gathered in its folder."""
+        folder = f"{layout.ingest_folder()}/batch-{index:05d}"
+        return cls(s3, bucket, folder, f"{folder}/ingest-failures.jsonl")
 
     def batch_failures_key(self, batch: int) -> str:
         return f"{self.folder}/failures-{batch:08d}.jsonl"
@@ -139,6 +181,19 @@ def _records(s3: S3Client, source: S3Location, keep: Callable[[str], bool] | Non
             yield line
 
 
+def batch_records(s3: S3Client, labeled: S3Location, batch: IngestBatch) -> Iterator[dict[str, Any]]:
+    """The lines of one ingest batch: a ranged GetObject of the labeled file, streamed."""
+    span = f"bytes={batch.first_byte}-{batch.last_byte}"
+    try:
+        body = s3.get_object(Bucket=labeled.bucket, Key=labeled.key, Range=span)["Body"]
+    except ClientError as exc:
+        raise_if_retryable(exc, f"get {labeled.uri} {span}")
+        raise
+    for line in body.iter_lines():
+        if line.strip():
+            yield json.loads(line)
+
+
 def _unwritten(batch: list[LabeledRecord], writer: FeatureStoreWriter, max_workers: int) -> list[LabeledRecord]:
     """The records of an interrupted batch that are not in the store yet (asked concurrently)."""
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
@@ -179,68 +234,113 @@ def ingest_stream(
     return progress
 
 
+def _gathered_failures(progress: IngestProgress, checkpoints: Checkpoints) -> str | None:
+    """The failures of every checkpoint batch gathered into one file, when there are any."""
+    if not progress.failed:
+        return None
+    return put_jsonl(checkpoints.s3, checkpoints.bucket, checkpoints.failures_key, checkpoints.failures(progress))
+
+
 def _output(group: str, progress: IngestProgress, checkpoints: Checkpoints) -> IngestOutput:
-    """The step's result; the failures of every batch gathered into one file when there are any."""
-    failures_uri = None
-    if progress.failed:
-        failures_uri = put_jsonl(
-            checkpoints.s3, checkpoints.bucket, checkpoints.failures_key, checkpoints.failures(progress)
-        )
     return IngestOutput(
-        feature_group=group, ingested=progress.ingested, failed=progress.failed, failures_uri=failures_uri
+        feature_group=group,
+        ingested=progress.ingested,
+        failed=progress.failed,
+        failures_uri=_gathered_failures(progress, checkpoints),
     )
 
 
-def ingest_features(
-    run: WorkflowState,
+def _batch_source(labeled_uri: str, batch: IngestBatch) -> str:
+    return f"{labeled_uri}#bytes={batch.first_byte}-{batch.last_byte}"
+
+
+def ingest_batch(
+    request: IngestBatchInput,
     s3: S3Client,
     sagemaker: SageMakerClient,
     featurestore: SageMakerFeatureStoreRuntimeClient,
     max_workers: int,
-) -> IngestOutput:
-    """PutRecord every labeled record into the group the plan named, once that group is usable."""
-    plan, merged = run.require_plan(), run.require_merge()
-    group = plan.feature_group.name
-    require_usable(sagemaker, group)
-    checkpoints = Checkpoints.of_run(s3, run.bucket, RunLayout(run.dataset, run.run_id))
-    labeled = S3Location.parse(merged.labeled_uri)
-    writer = FeatureStoreWriter(featurestore, group)
-    progress = ingest_stream(_records(s3, labeled), labeled.uri, writer, checkpoints, max_workers)
-    return _output(group, progress, checkpoints)
+) -> BatchOutcome:
+    """One Map iteration: PutRecord every record of one batch of the labeled file, once the group is usable."""
+    require_usable(sagemaker, request.feature_group)
+    batch = request.batch
+    checkpoints = Checkpoints.of_batch(s3, request.bucket, RunLayout(request.dataset, request.run_id), batch.index)
+    labeled = S3Location.parse(request.labeled_uri)
+    writer = FeatureStoreWriter(featurestore, request.feature_group)
+    lines = batch_records(s3, labeled, batch)
+    progress = ingest_stream(lines, _batch_source(labeled.uri, batch), writer, checkpoints, max_workers)
+    return BatchOutcome(
+        index=batch.index,
+        ingested=progress.ingested,
+        failed=progress.failed,
+        failures_uri=_gathered_failures(progress, checkpoints),
+    )
 
 
-def settle(
-    run: WorkflowState, s3: S3Client, featurestore: SageMakerFeatureStoreRuntimeClient, max_workers: int = 8
-) -> IngestOutput | None:
-    """What an ingestion that stopped part-way (timeout, crash) wrote, from its checkpoint and the online store.
+@dataclass
+class _Tally:
+    """The run's ingestion added up over its batches."""
 
-    Records it never reached are reported as failures, so a reingest sends them. None when it never began.
-    """
-    if run.ingest is not None or run.merge is None or run.plan is None:
-        return None
-    checkpoints = Checkpoints.of_run(s3, run.bucket, RunLayout(run.dataset, run.run_id))
+    ingested: int = 0
+    failed: int = 0
+    began: bool = False
+    failures: list[IngestFailure] = field(default_factory=list)
+
+    def add(self, ingested: int, failures: Iterable[IngestFailure]) -> None:
+        rows = list(failures)
+        self.ingested += ingested
+        self.failed += len(rows)
+        self.failures += rows
+
+
+def _settle_batch(
+    lines: Iterable[dict[str, Any]], checkpoints: Checkpoints, writer: FeatureStoreWriter, why: str, max_workers: int
+) -> tuple[int, list[IngestFailure]]:
+    """What a batch that stopped wrote (its checkpoint, then the online store for the batch in flight) and the
+    records it never wrote, as failures; a batch with no checkpoint sent nothing (it is saved before any write)."""
     progress = checkpoints.load()
+    stopped = f"not written: ingestion stopped ({why})"
     if progress is None:
-        return None
-    group = run.plan.feature_group.name
-    writer = FeatureStoreWriter(featurestore, group)
-    stopped = f"not written: ingestion stopped ({run.error.error if run.error else 'no error recorded'})"
-    unwritten: list[IngestFailure] = []
-    ingested = progress.ingested
-    labeled = S3Location.parse(run.merge.labeled_uri)
-    for index, chunk in enumerate(batched(_records(s3, labeled), progress.batch_size)):
+        return 0, [IngestFailure(record_id=str(line.get("record_id")), error=stopped) for line in lines]
+    ingested, failures = progress.ingested, list(checkpoints.failures(progress))
+    for index, chunk in enumerate(batched(lines, progress.batch_size)):
         if index < progress.batches_done:
             continue
         batch = [LabeledRecord.model_validate(line) for line in chunk]
         pending = _unwritten(batch, writer, max_workers) if index == progress.batches_done else batch
         ingested += len(batch) - len(pending)
-        unwritten += [IngestFailure(record_id=record.record_id, error=stopped) for record in pending]
-    failed = progress.failed + len(unwritten)
-    failures_uri = None
-    if failed:
-        rows = [*checkpoints.failures(progress), *unwritten]
-        failures_uri = put_jsonl(s3, run.bucket, checkpoints.failures_key, rows)
-    return IngestOutput(feature_group=group, ingested=ingested, failed=failed, failures_uri=failures_uri)
+        failures += [IngestFailure(record_id=record.record_id, error=stopped) for record in pending]
+    return ingested, failures
+
+
+def gather(
+    run: WorkflowState, s3: S3Client, featurestore: SageMakerFeatureStoreRuntimeClient, max_workers: int = 8
+) -> IngestOutput | None:
+    """The run's ingestion over all its batches, with ONE failures file: what each finished batch reported, and
+    for a batch that stopped (its error caught, or the Map itself failed) what its checkpoint and the online store
+    say it wrote; the records it never reached are failures, so a reingest sends them. None when no batch began."""
+    if run.ingest is not None or run.merge is None or run.plan is None:
+        return None
+    merged, group = run.merge, run.plan.feature_group.name
+    layout, labeled = RunLayout(run.dataset, run.run_id), S3Location.parse(run.merge.labeled_uri)
+    finished = {outcome.index: outcome for outcome in run.ingest_batches or [] if outcome.error is None}
+    errors = {outcome.index: outcome.error for outcome in run.ingest_batches or [] if outcome.error is not None}
+    writer, tally = FeatureStoreWriter(featurestore, group), _Tally()
+    for batch in merged.batches:
+        if (outcome := finished.get(batch.index)) is not None:
+            failures = iter_jsonl(s3, *S3Location.parse(outcome.failures_uri)) if outcome.failures_uri else []
+            tally.add(outcome.ingested, map(IngestFailure.model_validate, failures))
+            tally.began = True
+            continue
+        checkpoints = Checkpoints.of_batch(s3, run.bucket, layout, batch.index)
+        error = errors.get(batch.index) or run.error
+        why = error.error if error else "no error recorded"
+        tally.began = tally.began or checkpoints.load() is not None
+        tally.add(*_settle_batch(batch_records(s3, labeled, batch), checkpoints, writer, why, max_workers))
+    if not tally.began:
+        return None
+    failures_uri = put_jsonl(s3, run.bucket, layout.ingest_failures_key, tally.failures) if tally.failed else None
+    return IngestOutput(feature_group=group, ingested=tally.ingested, failed=tally.failed, failures_uri=failures_uri)
 
 
 def read_manifest(s3: S3Client, bucket: str, layout: RunLayout) -> RunManifest:
@@ -278,13 +378,13 @@ def reingest(
 
 
 def ingest(
-    state: WorkflowState | ReingestState,
+    request: IngestBatchInput | ReingestState,
     s3: S3Client,
     sagemaker: SageMakerClient,
     featurestore: SageMakerFeatureStoreRuntimeClient,
     max_workers: int,
-) -> IngestOutput:
-    """The IngestFeatures step: a run's labeled records, or a reingest of a finished run's failed ones."""
-    if isinstance(state, ReingestState):
-        return reingest(state.reingest, s3, sagemaker, featurestore, max_workers)
-    return ingest_features(state, s3, sagemaker, featurestore, max_workers)
+) -> BatchOutcome | IngestOutput:
+    """The IngestFeatures function: one batch of a run's labeled records, or a reingest of a run's failed ones."""
+    if isinstance(request, ReingestState):
+        return reingest(request.reingest, s3, sagemaker, featurestore, max_workers)
+    return ingest_batch(request, s3, sagemaker, featurestore, max_workers)

@@ -188,3 +188,8 @@ def audit_key(dataset: str, model_sha256: str, run_id: str) -> str:
 def transform_state_key(dataset: str, fingerprint: str) -> str:
     """The published transform state of a dataset for one `transform_fingerprint`: written once, never replaced."""
     return f"artifacts/state/{dataset}/{fingerprint}/state.json"
+
+
+def dataset_memory_prefixes(dataset: str) -> tuple[str, ...]:
+    """What a dataset carries from one run to the next: its published transform states and its audit labels."""
+    return f"artifacts/state/{dataset}/", f"artifacts/audit/{dataset}/"

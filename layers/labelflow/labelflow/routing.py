@@ -1,15 +1,23 @@
-"""RouteByConfidence: auto-label what the model is sure of, send the rest to human review."""
+"""RouteByConfidence: auto-label what the model is sure of, send the rest to human review.
+
+Routing streams: records are read in large chunks and each output is uploaded part by part as it is written,
+so memory holds a few parts whatever the input size.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, NotRequired, TypedDict
+
+from pydantic import Field, TypeAdapter, ValidationError
+from pydantic_core import to_json
 
 from labelflow.certification import certify, is_audited
 from labelflow.datasets import read_run_spec
-from labelflow.errors import InvalidInputError
+from labelflow.errors import InvalidInputError, ManifestError
 from labelflow.layout import (
     CODE_PREFIX,
     PROCESSED_RECORDS,
@@ -20,13 +28,26 @@ from labelflow.layout import (
     job_name,
 )
 from labelflow.models.artifacts import ProcessingStats
-from labelflow.models.records import SOURCE_REF, AuditLabel, AutoLabel, ProcessedRecord, ReviewItem, display_text
+from labelflow.models.records import SOURCE_REF, AuditLabel, display_text
 from labelflow.models.run import AuditOutcome, ThresholdChoice
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import RoutingOutput, WorkflowState
 from labelflow.review.manifests import LABEL_ATTRIBUTE
 from labelflow.review.tasks import image_uri
-from labelflow.s3 import S3Location, exists, get_json, iter_jsonl, put_bytes, put_json, put_jsonl, uri
+from labelflow.s3 import (
+    PART_SIZE,
+    READ_CHUNK,
+    S3Location,
+    StreamedObject,
+    aborted_on_failure,
+    exists,
+    get_json,
+    iter_jsonl,
+    open_body,
+    put_bytes,
+    put_json,
+    uri,
+)
 from labelflow.transform_state import settle_state
 
 if TYPE_CHECKING:
@@ -35,53 +56,159 @@ if TYPE_CHECKING:
 UI_TEMPLATE = "template.liquid.html"
 
 
+class _Prediction(TypedDict):
+    label: str
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class RoutedRecord(TypedDict):
+    """The fields of a processed record (a records.jsonl line) that routing reads; the others are skipped."""
+
+    record_id: str
+    display: dict[str, str]
+    prediction: NotRequired[_Prediction | None]
+
+
+# Dicts rather than models on the hot path: validating into a TypedDict and dumping a dict cost a fraction of
+# building and dumping model instances (bench/scale.py).
+_ROUTED: TypeAdapter[RoutedRecord] = TypeAdapter(RoutedRecord)
+
+
 def split_by_confidence(
-    records: Iterable[ProcessedRecord],
+    records: Iterable[RoutedRecord],
     labels: list[str],
     threshold: float,
+    auto: Callable[[dict[str, Any]], None],
+    review: Callable[[dict[str, Any]], None],
     audited: Callable[[str], bool] = lambda _: False,
-) -> tuple[list[AutoLabel], list[ReviewItem]]:
-    """Records whose prediction reaches the threshold are auto-labeled; the others (and unpredicted) go to review.
+) -> None:
+    """Records whose prediction reaches the threshold go to `auto`; the others (and unpredicted) to `review`.
 
     Scored records `audited` selects are marked as the audit sample; the confident ones go to review as well.
+    Each output is a line of AutoLabel or ReviewItem as a dict, keys in the order the model writes them.
     """
-    auto: list[AutoLabel] = []
-    review: list[ReviewItem] = []
     for record in records:
-        prediction = record.prediction
-        confident = prediction is not None and prediction.confidence >= threshold
+        record_id = record["record_id"]
+        prediction = record.get("prediction")
+        confident = prediction is not None and prediction["confidence"] >= threshold
         if prediction is not None and confident:
-            auto.append(AutoLabel(record_id=record.record_id, label=prediction.label, confidence=prediction.confidence))
-        audit = prediction is not None and audited(record.record_id)
+            auto({"record_id": record_id, "label": prediction["label"], "confidence": prediction["confidence"]})
+        audit = prediction is not None and audited(record_id)
         if not confident or audit:
-            # An image record is sent by reference (`source-ref`), a text one inline (`source`).
-            image = image_uri(record.display)
-            source = {SOURCE_REF: image} if image else {"source": display_text(record.display)}
-            review.append(
-                ReviewItem.model_validate(
-                    {
-                        **source,
-                        "record_id": record.record_id,
-                        "display": record.display,
-                        "labels": labels,
-                        "model_label": prediction.label if prediction else None,
-                        "model_confidence": prediction.confidence if prediction else None,
-                        "audit": audit,
-                    }
-                )
-            )
-    return auto, review
+            display = record["display"]
+            # An image record is sent by reference (`source-ref`, an extra key: last), a text one inline (`source`).
+            image = image_uri(display)
+            line: dict[str, Any] = {} if image else {"source": display_text(display)}
+            line["record_id"] = record_id
+            line["display"] = display
+            line["labels"] = labels
+            line["model_label"] = prediction["label"] if prediction else None
+            line["model_confidence"] = prediction["confidence"] if prediction else None
+            line["audit"] = audit
+            if image:
+                line[SOURCE_REF] = image
+            review(line)
 
 
-def read_audit_labels(s3: S3Client, bucket: str, dataset: str, model_sha256: str) -> list[AuditLabel]:
-    """Every audit label gathered for this dataset and model, from every earlier run's file."""
-    labels: list[AuditLabel] = []
+def read_records(lines: Iterable[bytes], source: str) -> Iterator[RoutedRecord]:
+    """One record per non-empty JSON line, validated only in the fields routing reads."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = _ROUTED.validate_json(line)
+        except ValidationError as exc:
+            if exc.errors()[0]["type"] == "json_invalid":
+                raise ManifestError(f"{source} line {number} is not valid json") from exc
+            raise
+        yield record
+
+
+class ReviewManifests:
+    """The review manifest and, once the review outgrows one labeling job, a manifest per `per_job` records
+    beside it, all written as the items come. A filled job manifest is sealed (sent, not completed) so that none
+    appears before close() and abort() leaves none behind."""
+
+    def __init__(self, s3: S3Client, bucket: str, layout: RunLayout, per_job: int, part_size: int = PART_SIZE) -> None:
+        self._s3, self._bucket, self._part_size, self._per_job = s3, bucket, part_size, per_job
+        self._whole = StreamedObject(s3, bucket, layout.review_manifest_key, part_size)
+        self._part_key = layout.review_manifest_key.removesuffix(".manifest") + "-{}.manifest"
+        self._sealed: list[StreamedObject] = []
+        self._current: StreamedObject | None = None
+
+    def write(self, item: dict[str, Any]) -> None:
+        current = self._current
+        if current is None or self._whole.lines % self._per_job == 0:
+            if current is not None:
+                current.seal()
+                self._sealed.append(current)
+            key = self._part_key.format(len(self._sealed) + 1)
+            current = self._current = StreamedObject(self._s3, self._bucket, key, self._part_size)
+        line = to_json(item)
+        self._whole.write(line)
+        current.write(line)
+
+    def close(self) -> tuple[str | None, list[tuple[str, str]]]:
+        """The manifest's URI (None when nothing is to review) and each labeling job's (name part, manifest): the
+        whole manifest when one job holds it."""
+        if self._current is None:
+            return None, []
+        if not self._sealed:
+            self._current.abort()
+            manifest = self._whole.close()
+            return manifest, [("", manifest)]
+        parts = [(str(number), part.close()) for number, part in enumerate([*self._sealed, self._current], start=1)]
+        return self._whole.close(), parts
+
+    def abort(self) -> None:
+        for output in [self._whole, *self._sealed, *([self._current] if self._current else [])]:
+            output.abort()
+
+
+@dataclass
+class RoutingCounts:
+    """Lines written to each output, and the audit sample's records (all reviewed) and confident ones among them."""
+
+    auto_labeled: int = 0
+    to_review: int = 0
+    sampled: int = 0
+    confident: int = 0
+
+
+def route_lines(
+    lines: Iterable[bytes],
+    source: str,
+    labels: list[str],
+    threshold: float,
+    audited: Callable[[str], bool],
+    auto: StreamedObject,
+    review: ReviewManifests,
+) -> RoutingCounts:
+    """Route processed records, written as they are decided; counts of each output and of the audit sample."""
+    counts = RoutingCounts()
+
+    def to_auto(label: dict[str, Any]) -> None:
+        counts.auto_labeled += 1
+        auto.write(to_json(label))
+
+    def to_review(item: dict[str, Any]) -> None:
+        counts.to_review += 1
+        if item["audit"]:
+            counts.sampled += 1
+            counts.confident += (item["model_confidence"] or 0.0) >= threshold
+        review.write(item)
+
+    split_by_confidence(read_records(lines, source), labels, threshold, to_auto, to_review, audited)
+    return counts
+
+
+def read_audit_labels(s3: S3Client, bucket: str, dataset: str, model_sha256: str) -> Iterator[AuditLabel]:
+    """Every audit label gathered for this dataset and model, from every earlier run's file, one at a time."""
     # ListObjectsV2 (s3:ListBucket) pages 1,000 keys at a time (botocore s3 2006-03-01 paginators-1.json).
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=audit_prefix(dataset, model_sha256))
     for page in pages:
         for item in page.get("Contents", []):
-            labels += (AuditLabel.model_validate(line) for line in iter_jsonl(s3, bucket, item["Key"]))
-    return labels
+            yield from (AuditLabel.model_validate(line) for line in iter_jsonl(s3, bucket, item["Key"]))
 
 
 def choose_threshold(s3: S3Client, run: WorkflowState, spec: DatasetSpec, default_threshold: float) -> ThresholdChoice:
@@ -139,20 +266,6 @@ def labeling_job_request(
     }
 
 
-def split_review(
-    s3: S3Client, bucket: str, layout: RunLayout, review: list[ReviewItem], manifest_uri: str, per_job: int
-) -> list[tuple[str, str]]:
-    """(job name part, input manifest) of each labeling job: the whole manifest when one job holds it, else a
-    manifest per `per_job` records beside it."""
-    if len(review) <= per_job:
-        return [("", manifest_uri)]
-    parts = []
-    for number, start in enumerate(range(0, len(review), per_job), start=1):
-        key = layout.review_manifest_key.removesuffix(".manifest") + f"-{number}.manifest"
-        parts.append((str(number), put_jsonl(s3, bucket, key, review[start : start + per_job])))
-    return parts
-
-
 def refuse_if_processing_did(s3: S3Client, processed_uri: str) -> None:
     """InvalidInputError (the run fails, its input is quarantined) when processing refused the file."""
     processed = S3Location.parse(processed_uri)
@@ -161,7 +274,9 @@ def refuse_if_processing_did(s3: S3Client, processed_uri: str) -> None:
         raise InvalidInputError(f"{stats.refused} ({processed_uri}{PROCESSED_REJECTED})")
 
 
-def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: float) -> RoutingOutput:
+def route_by_confidence(
+    run: WorkflowState, s3: S3Client, default_threshold: float, part_size: int = PART_SIZE
+) -> RoutingOutput:
     """Split the processed records by confidence, then publish the transform state processing fitted, if it did."""
     plan = run.require_plan()
     refuse_if_processing_did(s3, plan.processed_uri)
@@ -169,24 +284,20 @@ def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: flo
     choice = choose_threshold(s3, run, spec, default_threshold)
     rate = spec.effective_audit_rate
     processed = S3Location.parse(plan.processed_uri)
-    # Streamed: only the small routing results are kept, never the records with their features.
-    records = (
-        ProcessedRecord.model_validate(line)
-        for line in iter_jsonl(s3, processed.bucket, processed.key + PROCESSED_RECORDS)
-    )
-    auto, review = split_by_confidence(
-        records, spec.labels, choice.threshold, lambda record_id: is_audited(run.run_id, record_id, rate)
-    )
-    sampled = sum(1 for item in review if item.audit)
-    confident = sum(1 for item in review if item.audit and (item.model_confidence or 0.0) >= choice.threshold)
+    records = S3Location(processed.bucket, processed.key + PROCESSED_RECORDS)
+    layout = RunLayout(run.dataset, run.run_id)
+    auto = StreamedObject(s3, run.bucket, layout.auto_labeled_key, part_size)
+    review = ReviewManifests(s3, run.bucket, layout, spec.labeling.objects_per_job, part_size)
+    audited = (lambda record_id: is_audited(run.run_id, record_id, rate)) if rate else (lambda _: False)
+    with aborted_on_failure(auto, review):
+        lines = open_body(s3, records.bucket, records.key).iter_lines(READ_CHUNK)
+        counts = route_lines(lines, records.uri, spec.labels, choice.threshold, audited, auto, review)
+        auto_uri = auto.close()
+        manifest_uri, parts = review.close()
     transform_state = settle_state(s3, plan.transform_state, plan.processed_uri)
 
-    layout = RunLayout(run.dataset, run.run_id)
-    auto_uri = put_jsonl(s3, run.bucket, layout.auto_labeled_key, auto)
-    manifest_uri: str | None = None
     jobs: list[dict[str, Any]] = []
-    if review:
-        manifest_uri = put_jsonl(s3, run.bucket, layout.review_manifest_key, review)
+    if manifest_uri is not None:
         categories_uri = put_json(
             s3,
             run.bucket,
@@ -196,19 +307,19 @@ def route_by_confidence(run: WorkflowState, s3: S3Client, default_threshold: flo
         template_uri = publish_ui_template(s3, run.bucket)
         jobs = [
             labeling_job_request(run, layout, spec, part_uri, categories_uri, template_uri, part)
-            for part, part_uri in split_review(
-                s3, run.bucket, layout, review, manifest_uri, spec.labeling.objects_per_job
-            )
+            for part, part_uri in parts
         ]
+    confident = counts.confident
     return RoutingOutput(
-        total=len(auto) + len(review) - confident,
-        auto_labeled=len(auto) - confident,
-        to_review=len(review),
+        total=counts.auto_labeled + counts.to_review - confident,
+        auto_labeled=counts.auto_labeled - confident,
+        to_review=counts.to_review,
         threshold=choice.threshold,
         threshold_choice=choice,
-        audit=AuditOutcome(rate=rate, sampled=sampled, confident=confident) if rate else None,
+        audit=AuditOutcome(rate=rate, sampled=counts.sampled, confident=confident) if rate else None,
         auto_labeled_uri=auto_uri,
         review_manifest_uri=manifest_uri,
         labeling_jobs=jobs,
         transform_state=transform_state,
+        review_backend=spec.review.backend,
     )

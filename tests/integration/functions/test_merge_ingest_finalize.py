@@ -41,8 +41,8 @@ def test_ingest_puts_every_labeled_record_into_the_feature_group(cloud, group: s
     # When IngestFeatures runs
     result = cloud.invoke("ingest_features", event)
     # Then all 40 records are in the plan's group of the (local) feature store with their label source
-    assert event["plan"]["feature_group"]["name"] == group
-    assert result == {"feature_group": group, "ingested": 40, "failed": 0, "failures_uri": None}
+    assert event["feature_group"] == group
+    assert result == {"index": 0, "ingested": 40, "failed": 0, "failures_uri": None, "error": None}
     stored = cloud.feature_store.online_records(group)
     assert len(stored) == 40
     assert {v["label_source"] for v in stored.values()} == {"model", "human"}

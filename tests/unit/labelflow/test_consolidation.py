@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -138,9 +140,9 @@ def test_unanimous_answers_are_more_confident_than_two_of_three() -> None:
 
 
 def test_dawid_skene_trusts_the_worker_with_the_better_record() -> None:
-    # Given ten objects where good workers g1 and g2 agree and "bad" always says the other label,
+    # Given fifteen objects where good workers g1 and g2 agree and "bad" always says the other label,
     batch = {}
-    for i in range(10):
+    for i in range(15):
         truth, wrong = CATEGORIES[i % 2], CATEGORIES[1 - i % 2]
         batch[f"t{i}"] = votes(("g1", truth), ("g2", truth), ("bad", wrong))
     # and one object where only "bad" and g1 answered, and disagree
@@ -153,7 +155,7 @@ def test_dawid_skene_trusts_the_worker_with_the_better_record() -> None:
     assert result["x"].label == "positive"
     assert result["x"].confidence > 0.9
     # and the good workers' majority stands on every other object
-    assert all(result[f"t{i}"].label == CATEGORIES[i % 2] for i in range(10))
+    assert all(result[f"t{i}"].label == CATEGORIES[i % 2] for i in range(15))
 
 
 def test_the_same_split_without_history_is_a_tie() -> None:
@@ -259,15 +261,126 @@ def test_an_adversarys_answers_are_flipped() -> None:
     assert result["outvoted"].confidence > 0.9
 
 
-def test_a_small_batch_falls_back_to_one_coin() -> None:
-    # Given a batch far too small for a confusion matrix per worker (9 answers, 3 workers)
-    batch = {f"o{i}": votes(("a", "positive"), ("b", "positive"), ("c", CATEGORIES[i % 2])) for i in range(3)}
+def test_a_single_answer_is_weighed_against_the_class_prior() -> None:
+    # Given 40 objects, 4 of them positive, answered by three good workers and a loose one who says "positive" on
+    # every positive object and on every other negative one, and an object only the loose worker answered
+    batch = {}
+    for i in range(40):
+        truth = "positive" if i < 4 else "negative"
+        loose = "positive" if i < 4 or i % 2 else "negative"
+        batch[f"t{i}"] = votes(("g1", truth), ("g2", truth), ("g3", truth), ("loose", loose))
+    batch["x"] = votes(("loose", "positive"))
 
-    # When it is consolidated / Then one accuracy per worker is estimated instead
+    # When it is consolidated
+    result = consolidate_votes(batch, CATEGORIES)["x"]
+
+    # Then the answer is read through the worker's matrix and the prior: their "positive" is wrong 18 times in 22,
+    # so the object goes to "negative" (a vote weighed without the prior would take "positive")
+    assert (result.label, result.method, result.tie) == ("negative", "dawid-skene", False)
+    assert 0.75 < result.confidence < 0.9
+    assert set(result.reliabilities) == {"loose"}
+
+
+def test_a_small_batch_with_fifteen_answers_per_worker_is_fitted() -> None:
+    # Given a batch of 15 answers per worker, far too few to fill a confusion matrix from the worker's own record
+    batch = {f"o{i}": votes(("a", "positive"), ("b", "positive"), ("c", CATEGORIES[i % 2])) for i in range(15)}
+
+    # When it is consolidated / Then the matrices are fitted, shrunk toward the crowd's, and c is found the weakest
     result = consolidate_votes(batch, CATEGORIES)
-    assert {r.method for r in result.values()} == {"one-coin"}
+    assert {r.method for r in result.values()} == {"dawid-skene"}
     assert all(r.label == "positive" for r in result.values())
     assert result["o0"].reliabilities["c"] < result["o0"].reliabilities["a"]
+
+
+def test_a_worker_with_no_record_on_a_label_is_read_like_the_crowd() -> None:
+    # Given EM's posteriors for four objects, 0 and 1 of label 0, 2 and 3 of label 1; worker 0 answered 0 on objects
+    # 0 and 1, worker 1 answered 0 on object 2 and 1 on object 3, worker 2 answered 0 on object 0
+    posterior = [[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]
+    objects_by_code = [[0, 1], [], [2], [3], [0], []]  # code = worker * 2 + answer
+
+    # When the M-step estimates the workers' matrices
+    (_, theta), pseudo = consolidation._m_step(posterior, objects_by_code, 3, 2)
+
+    # Then each row gets two pseudo-counts, spread like the crowd's pooled row: on label 0 the crowd answered 0 three
+    # times and 1 never, so with one pseudo-count per cell the pooled row is (4, 1) / 5
+    assert pseudo[0] == pytest.approx([1.6, 0.4])
+    # and worker 1, who never saw a label-0 object, is read on it like the crowd
+    assert theta[0][2:4] == pytest.approx([0.8, 0.2])
+    # while worker 0's row mixes its own two right answers with the pseudo-counts
+    assert theta[0][0:2] == pytest.approx([(2 + 1.6) / 4, 0.4 / 4])
+
+
+def lean_crowd(objects: int) -> dict[str, list[Vote]]:
+    """Three good workers, right but for every tenth object, and two who call half of the "c" objects "a"."""
+    batch = {}
+    for i in range(objects):
+        truth = THREE[i % 3]
+        good = [(f"g{j}", THREE[(i + 1) % 3] if (i + j) % 10 == 0 else truth) for j in range(3)]
+        lean = [(f"l{j}", "a" if truth == "c" and (i // 3 + j) % 2 == 0 else truth) for j in range(2)]
+        batch[f"t{i}"] = votes(*good, *lean)
+    return batch
+
+
+THREE = ["a", "b", "c"]
+
+
+def test_a_mid_size_batch_reads_each_workers_own_confusions() -> None:
+    # Given 45 objects answered by five workers (225 answers: 45 per worker, fewer than the 300 that ten per cell of
+    # five 3x3 matrices would need), where l0 and l1 call half of the "c" objects "a"
+    batch = lean_crowd(45)
+    # and an object where l0 and l1 say "a" and a good worker says "c"
+    batch["x"] = votes(("l0", "a"), ("l1", "a"), ("g0", "c"))
+
+    # When it is consolidated
+    result = consolidate_votes(batch, THREE)
+
+    # Then Dawid–Skene fits the matrices (one accuracy per worker, right four times in five, would side with the two)
+    # and knows that their "a" is often a "c": the good worker's "c" wins
+    assert (result["x"].label, result["x"].method, result["x"].tie) == ("c", "dawid-skene", False)
+    assert all(result[f"t{i}"].label == THREE[i % 3] for i in range(45))
+
+
+def test_a_tiny_batch_is_a_majority_vote_that_flags_only_its_split() -> None:
+    # Given the Label Studio batch of issue 8: 8 answers over 3 records, far too few to tell the workers apart
+    batch = {
+        "r1": votes(("u1", "negative"), ("u2", "negative"), ("u3", "positive")),
+        "r2": votes(("u1", "positive"), ("u2", "positive"), ("u3", "positive")),
+        "r3": votes(("u1", "negative"), ("u2", "positive")),
+    }
+
+    # When it is consolidated
+    result = consolidate_votes(batch, CATEGORIES)
+
+    # Then no model is fitted and the majority stands: r1 is negative, 2 to 1 and no tie (a one-coin fit made it
+    # positive, 0.76), r2 positive, and r3's 1-1 split is flagged and goes to the first category
+    assert {r.method for r in result.values()} == {"majority-vote"}
+    assert [(r.label, r.confidence, r.tie) for r in result.values()] == [
+        ("negative", pytest.approx(2 / 3, abs=1e-4), False),
+        ("positive", 1.0, False),
+        ("negative", 0.5, True),
+    ]
+    assert all(r.reliabilities == {} for r in result.values())
+
+
+@pytest.mark.parametrize(
+    ("history", "label", "method"), [(15, "positive", "dawid-skene"), (14, "negative", "majority-vote")]
+)
+def test_a_majority_is_outvoted_only_on_enough_evidence(history: int, label: str, method: str) -> None:
+    # Given objects on which good workers g1, g2, g3 agree and b1, b2 both give the other label,
+    batch = {}
+    for i in range(history):
+        truth, wrong = CATEGORIES[i % 2], CATEGORIES[1 - i % 2]
+        batch[f"t{i}"] = votes(("g1", truth), ("g2", truth), ("g3", truth), ("b1", wrong), ("b2", wrong))
+    # and an object where b1 and b2 outvote g1
+    batch["x"] = votes(("b1", "negative"), ("b2", "negative"), ("g1", "positive"))
+
+    # When it is consolidated
+    result = consolidate_votes(batch, CATEGORIES)
+
+    # Then with fifteen answers per worker (78 for 5 workers) the fit knows b1 and b2 are wrong and overturns the 2-1
+    # majority; with one object less (73) it has not enough evidence, and the majority stands
+    assert (result["x"].label, result["x"].method, result["x"].tie) == (label, method, False)
+    assert all(result[f"t{i}"].label == CATEGORIES[i % 2] for i in range(history))
 
 
 def test_one_answer_per_object_is_a_plain_majority_vote() -> None:
@@ -320,17 +433,16 @@ def noisy_crowd(objects: int) -> list[list[int]]:
     return sorted(codes, key=len)
 
 
-def plain_em(codes: list[list[int]], method: str) -> list[list[float]]:
+def plain_em(codes: list[list[int]]) -> list[list[float]]:
     """Dawid–Skene for five workers and three labels by unaccelerated EM steps from majority vote, until still."""
     objects_by_code: list[list[int]] = [[] for _ in range(5 * 3)]
     for i, object_codes in enumerate(codes):
         for code in object_codes:
             objects_by_code[code].append(i)
     blocks = [consolidation._Block.of(list(run)) for _, run in itertools.groupby(codes, key=len)]
-    estimate = consolidation._confusion if method == "dawid-skene" else consolidation._one_coin
     posterior = consolidation._majority_shares(codes, 3)
     for _ in range(10_000):
-        params = consolidation._m_step(posterior, objects_by_code, 5, 3, estimate)
+        params, _ = consolidation._m_step(posterior, objects_by_code, 5, 3)
         updated, _ = consolidation._e_step(blocks, *params)
         if (
             max(abs(a - b) for new, old in zip(updated, posterior, strict=True) for a, b in zip(new, old, strict=True))
@@ -341,27 +453,25 @@ def plain_em(codes: list[list[int]], method: str) -> list[list[float]]:
     return updated
 
 
-@pytest.mark.parametrize(("objects", "method"), [(60, "one-coin"), (300, "dawid-skene")])
-def test_squarem_reaches_the_fixed_point_of_plain_em(
-    monkeypatch: pytest.MonkeyPatch, objects: int, method: str
-) -> None:
+@pytest.mark.parametrize("objects", [60, 300])
+def test_squarem_reaches_the_fixed_point_of_plain_em(monkeypatch: pytest.MonkeyPatch, objects: int) -> None:
     # Given a noisy batch of five workers on three labels, and a tight tolerance
     codes = noisy_crowd(objects)
     monkeypatch.setattr(consolidation, "_TOLERANCE", 1e-10)
 
     # When it is fitted (with SQUAREM), and by a long run of plain EM steps
     fit = consolidation._fit(codes, 5, 3)
-    reference = plain_em(codes, method)
+    reference = plain_em(codes)
 
     # Then both reach the same posteriors
-    assert fit.method == method
+    assert fit.method == "dawid-skene"
     for accelerated, plain in zip(fit.posterior, reference, strict=True):
         assert accelerated == pytest.approx(plain, abs=1e-6)
 
 
 # ------------------------------------------------------------------------- response
 def test_consolidation_response_shape() -> None:
-    # Given a batch with two answered objects and one whose only answer is invalid
+    # Given a batch with two answered objects and one whose only answer is invalid (too few answers to fit workers)
     items = [
         item("0", [("a", "positive"), ("b", "positive"), ("c", "negative")]),
         item("1", [("a", None), ("b", "neutral")]),
@@ -377,9 +487,9 @@ def test_consolidation_response_shape() -> None:
     content = response[0]["consolidatedAnnotation"]["content"]
     assert content["label"]["label"] == "positive"
     assert content["label"]["votes"] == 3
-    assert content["label"]["method"] == "one-coin"
+    assert content["label"]["method"] == "majority-vote"
     assert content["label"]["tie"] is False
-    assert set(content["label"]["worker-reliability"]) == {"a", "b", "c"}
+    assert content["label"]["worker-reliability"] == {}
     metadata = content["label-metadata"]
     assert metadata["class-name"] == "positive"
     assert metadata["human-annotated"] == "yes"
@@ -483,3 +593,52 @@ def test_a_stored_answer_cut_off_while_read_is_fetched_again(monkeypatch: pytest
     # When the answer is fetched / Then the second attempt returns it
     assert consolidation._fetch_answer(client, "s3://b/k.json") == answer("positive")  # type: ignore[arg-type]
     assert client.calls == 2
+
+
+def _imbalanced_batch(objects: int) -> tuple[dict[str, list[Vote]], dict[str, str]]:
+    """Three labels at 70/25/5%, three answers each (one for a fifth of the objects) from 30 good workers whose
+    mistakes lean toward the common label, and 8 spammers (one always gives it, the others answer at random)."""
+    rng = random.Random(400)
+    labels = ["common", "middle", "rare"]
+    skills = {f"g{w}": [rng.uniform(0.75, 0.95), rng.uniform(0.6, 0.9), rng.uniform(0.5, 0.85)] for w in range(30)}
+
+    def answer(worker: str, truth: str) -> str:
+        if worker == "lazy":
+            return "common"
+        if worker.startswith("s"):
+            return rng.choice(labels)
+        k = labels.index(truth)
+        if rng.random() < skills[worker][k]:
+            return truth
+        wrong = [label for label in labels if label != truth]
+        return rng.choices(wrong, weights=[3.0 if label == "common" else 1.0 for label in wrong])[0]
+
+    pool = [*skills, "lazy", *(f"s{i}" for i in range(7))]
+    batch, truths = {}, {}
+    for i in range(objects):
+        truths[f"o{i}"] = rng.choices(labels, weights=[0.70, 0.25, 0.05])[0]
+        workers = rng.sample(pool, 1 if rng.random() < 0.2 else 3)
+        batch[f"o{i}"] = [Vote(w, answer(w, truths[f"o{i}"])) for w in workers]
+    return batch, truths
+
+
+def test_a_rare_object_answered_rare_by_good_workers_stays_rare() -> None:
+    # Given a mid-size imbalanced batch, about 40 of its 800 objects of the rare label
+    batch, truths = _imbalanced_batch(800)
+    backed = [
+        oid
+        for oid, votes in batch.items()
+        if truths[oid] == "rare" and sum(v.label == "rare" and v.worker_id.startswith("g") for v in votes) >= 2
+    ]
+
+    # When it is consolidated
+    result = consolidate_votes(batch, ["common", "middle", "rare"])
+
+    # Then every rare object two good workers answered "rare" keeps that label (EM from a majority vote used to
+    # shrink the rare label's prior and rows until none was left), and the fit still beats a plain vote overall
+    assert len(backed) >= 5
+    assert all(result[oid].method == "dawid-skene" for oid in backed)
+    assert [oid for oid in backed if result[oid].label != "rare"] == []
+    fitted = sum(result[oid].label == truth for oid, truth in truths.items())
+    voted = sum(Counter(v.label for v in batch[oid]).most_common(1)[0][0] == truth for oid, truth in truths.items())
+    assert fitted > voted

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
 from labelflow.errors import InvalidInputError
 from labelflow.layout import RunLayout
-from labelflow.models.records import AutoLabel, Prediction, ProcessedRecord
+from labelflow.models.records import AutoLabel, Prediction, ProcessedRecord, ReviewItem
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import WorkflowState
 from labelflow.review.manifests import LABEL_ATTRIBUTE
 from labelflow.routing import (
+    RoutedRecord,
     labeling_job_request,
     publish_ui_template,
     refuse_if_processing_did,
@@ -22,6 +25,7 @@ from labelflow.routing import (
 from labelflow.s3 import put_json
 
 LABELS = ["negative", "positive"]
+ROUTED: TypeAdapter[RoutedRecord] = TypeAdapter(RoutedRecord)
 
 
 def record(record_id: str, label: str | None = None, confidence: float = 0.0) -> ProcessedRecord:
@@ -60,13 +64,24 @@ def state(dataset: str = "reviews", run_id: str = "afbcf3d3f25e2c3dba66") -> Wor
     )
 
 
+def split(
+    records: list[ProcessedRecord], threshold: float, audited: Callable[[str], bool] = lambda _: False
+) -> tuple[list[AutoLabel], list[ReviewItem]]:
+    """split_by_confidence's two outputs, each line read back through its model."""
+    auto: list[dict[str, Any]] = []
+    review: list[dict[str, Any]] = []
+    routed = [ROUTED.validate_python(record.model_dump()) for record in records]
+    split_by_confidence(routed, LABELS, threshold, auto.append, review.append, audited)
+    return [AutoLabel.model_validate(line) for line in auto], [ReviewItem.model_validate(line) for line in review]
+
+
 # ------------------------------------------------------------------ split_by_confidence
 def test_confidence_at_the_threshold_is_auto_labeled() -> None:
     # Given predictions just below, exactly at and above the threshold
     records = [record("below", "positive", 0.79), record("at", "negative", 0.8), record("above", "positive", 0.95)]
 
     # When they are split at 0.8
-    auto, review = split_by_confidence(records, LABELS, 0.8)
+    auto, review = split(records, 0.8)
 
     # Then "at" and "above" are auto-labeled with the model's label and confidence; "below" goes to review
     assert auto == [
@@ -79,7 +94,7 @@ def test_confidence_at_the_threshold_is_auto_labeled() -> None:
 def test_records_without_prediction_go_to_review() -> None:
     # Given a record the model did not score
     # When records are split, even with a zero threshold
-    auto, review = split_by_confidence([record("r1")], LABELS, 0.0)
+    auto, review = split([record("r1")], 0.0)
 
     # Then it goes to review, with no model guess attached
     assert auto == []
@@ -90,7 +105,7 @@ def test_records_without_prediction_go_to_review() -> None:
 def test_review_items_carry_text_labels_and_model_guess() -> None:
     # Given a low-confidence prediction
     # When records are split
-    _, review = split_by_confidence([record("r1", "positive", 0.51)], LABELS, 0.8)
+    _, review = split([record("r1", "positive", 0.51)], 0.8)
 
     # Then the review item has the display columns (and as plain text, the source), the label choices and the
     # model's guess
@@ -106,7 +121,7 @@ def test_split_keeps_record_order_and_loses_nothing() -> None:
     records = [record(f"r{i}", "positive", i / 10) for i in range(10)] + [record("none")]
 
     # When they are split
-    auto, review = split_by_confidence(records, LABELS, 0.5)
+    auto, review = split(records, 0.5)
 
     # Then every record is in exactly one list, in input order
     assert [a.record_id for a in auto] == ["r5", "r6", "r7", "r8", "r9"]
@@ -202,7 +217,7 @@ def test_audited_confident_records_are_auto_labeled_and_reviewed() -> None:
     records = [record("sure", "positive", 0.97), record("unsure", "negative", 0.6), record("other", "positive", 0.99)]
 
     # When they are split at 0.8 with the audit drawing "sure" and "unsure"
-    auto, review = split_by_confidence(records, LABELS, 0.8, lambda record_id: record_id in {"sure", "unsure"})
+    auto, review = split(records, 0.8, lambda record_id: record_id in {"sure", "unsure"})
 
     # Then "sure" is in both lists, marked audit; "unsure" is reviewed and marked; "other" is only auto-labeled
     assert [a.record_id for a in auto] == ["sure", "other"]

@@ -177,7 +177,7 @@ def test_every_processing_instance_family_spelling_is_accepted(
     # Given an instance type from the template's list, hyphenated family included
     plan_environment(monkeypatch, PROCESSING_INSTANCE_TYPE=instance_type)
 
-    # When the plan settings are loaded / Then it is kept, and a run carries 400,000 records by default
+    # When the plan settings are loaded / Then it is kept, and a run carries 10 million records by default
     settings = load_settings(PlanSettings)
     assert settings.processing_instance_type == instance_type
-    assert settings.max_records_per_run == 400_000
+    assert settings.max_records_per_run == 10_000_000

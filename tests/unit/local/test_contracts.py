@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -170,8 +169,8 @@ def test_java_only_constructs_keep_their_java_meaning(pattern: str, accepted: st
 
 
 def test_the_call_log_numbers_requests_from_many_threads_once_each(tmp_path: Path) -> None:
-    # Given a log over a folder holding a request file from an earlier run
-    (tmp_path / "0001-CreateFeatureGroup.json").write_text("{}")
+    # Given a log over a folder holding the log of an earlier run
+    (tmp_path / contracts.CallLog.FILE).write_text('{"n": 1}\n')
     log = contracts.CallLog(tmp_path)
 
     # When eight threads record 50 requests each and the log is closed
@@ -185,9 +184,8 @@ def test_the_call_log_numbers_requests_from_many_threads_once_each(tmp_path: Pat
     for thread in threads:
         thread.join()
     log.close()
-    # Then 400 files are numbered 1..400 without gaps, each one request, and the earlier run's file is gone
-    files = sorted(tmp_path.iterdir())
-    assert [path.name for path in files] == [f"{number:04d}-PutRecord.json" for number in range(1, 401)]
-    bodies = [json.loads(path.read_text()) for path in files]
-    assert {tuple(body["request"]["Record"]) for body in bodies} == {(w, n) for w in range(8) for n in range(50)}
-    assert bodies[0]["service"] == "sagemaker-featurestore-runtime" and bodies[0]["operation"] == "PutRecord"
+    # Then 400 lines are numbered 1..400 in order without gaps, each one request, and the earlier run's are gone
+    calls = contracts.read_calls(tmp_path)
+    assert [call["n"] for call in calls] == list(range(1, 401))
+    assert {tuple(call["request"]["Record"]) for call in calls} == {(w, n) for w in range(8) for n in range(50)}
+    assert calls[0]["service"] == "sagemaker-featurestore-runtime" and calls[0]["operation"] == "PutRecord"

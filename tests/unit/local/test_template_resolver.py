@@ -32,6 +32,9 @@ FOLDERS = {
     "merge_labels",
     "ingest_features",
     "finalize_run",
+    "start_label_studio_review",
+    "poll_label_studio_reviews",
+    "label_studio_webhook",
 }
 
 SMALL_TEMPLATE: dict[str, Any] = {
@@ -252,7 +255,7 @@ def test_functions_of_the_real_template_with_globals_merged(
     # Given the real template and local values for its references
     # When its functions are read
     found = functions(template, template_resolver)
-    # Then all eight are there, keyed by folder name, each with its code folder and the global handler
+    # Then all eleven are there, keyed by folder name, each with its code folder and the global handler
     assert set(found) == FOLDERS
     for name, definition in found.items():
         assert definition.name == name
@@ -272,7 +275,7 @@ def test_functions_of_the_real_template_with_globals_merged(
     assert plan["PROCESSING_INSTANCE_COUNT"] == "1" and plan["PROCESSING_MAX_RUNTIME_SECONDS"] == "3600"
     assert found["on_object_created"].environment["STATE_MACHINE_ARN"] == STATE_MACHINE_ARN
     assert found["route_by_confidence"].environment["CONFIDENCE_THRESHOLD"] == "0.8"
-    assert found["ingest_features"].environment["INGEST_MAX_WORKERS"] == "8"
+    assert found["ingest_features"].environment["INGEST_MAX_WORKERS"] == "16"
     assert "CONFIDENCE_THRESHOLD" not in found["merge_labels"].environment
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ReviewBackend = Literal["ground-truth", "simulated", "answers-file", "terminal", "none"]
+ReviewBackend = Literal["ground-truth", "label-studio", "simulated", "answers-file", "terminal", "none"]
 REVIEWERS_FILE = "reviewers.json"
 
 

@@ -41,16 +41,32 @@ class PlanSettings(BucketSettings):
         alias="FEATURE_STORE_ROLE_ARN", pattern=r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
     )
     offline_store_s3_uri: str = Field(alias="OFFLINE_STORE_S3_URI", pattern=r"^s3://[^/]+(/.*)?$", max_length=1024)
-    # 600 records/s x 900 s is 540,000 (labelflow.datasets): a quarter kept as margin for slower records.
-    max_records_per_run: int = Field(default=400_000, alias="MAX_RECORDS_PER_RUN", ge=1)
+    # What one run's routing and merge Lambdas stream well inside their timeout (labelflow.datasets.RUN_BOUND).
+    max_records_per_run: int = Field(default=10_000_000, alias="MAX_RECORDS_PER_RUN", ge=1)
 
 
 class RouteSettings(BucketSettings):
     confidence_threshold: float = Field(default=0.8, alias="CONFIDENCE_THRESHOLD", ge=0.0, le=1.0)
 
 
+class MergeSettings(BucketSettings):
+    # How many IngestFeatures Map iterations run at once (the template's IngestMaxConcurrency); an inline Map runs
+    # at most 40 at once (Step Functions developer guide, "Using Map state in Inline mode").
+    ingest_concurrency: int | None = Field(default=None, alias="INGEST_MAX_CONCURRENCY", ge=1, le=40)
+
+
 class IngestSettings(BucketSettings):
     max_workers: int = Field(default=8, alias="INGEST_MAX_WORKERS", ge=1, le=64)
+
+
+class LabelStudioSettings(BucketSettings):
+    """The Label Studio review functions: the secret naming the server, and the webhook endpoint if enabled."""
+
+    # A secret name: letters, digits and /_+=.@- up to 512 (Secrets Manager API reference, CreateSecret Name).
+    secret_name: str = Field(alias="LABELSTUDIO_SECRET_NAME", min_length=1, max_length=512, pattern=r"^[\w/+=.@-]+$")
+    webhook_url: str = Field(default="", alias="LABELSTUDIO_WEBHOOK_URL", pattern=r"^(https?://\S+)?$")
+    # How long a warm function reuses the secret before reading it again (a rotated token is seen within this).
+    secret_max_age_seconds: int = Field(default=300, alias="LABELSTUDIO_SECRET_MAX_AGE_SECONDS", ge=0, le=3600)
 
 
 @cache

@@ -181,6 +181,19 @@ class LabelingSpec(_Strict):
     )
 
 
+# The template's ReviewBackend values.
+ReviewBackendName = Literal["groundtruth", "labelstudio"]
+
+
+class ReviewSpec(_Strict):
+    """Who reviews this dataset's records, overriding the deployment's choice."""
+
+    backend: ReviewBackendName | None = Field(
+        default=None,
+        description="`groundtruth` or `labelstudio`; the deployment's ReviewBackend parameter when unset",
+    )
+
+
 class InputSpec(_Strict):
     """How the landed files are read. Everything is detected when left unset."""
 
@@ -256,6 +269,7 @@ class DatasetSpec(_Strict):
         "records, so the ~500 a 95% target needs gather within a few runs, for at most 2% more reviews), else 0",
     )
     labeling: LabelingSpec = Field(default=LabelingSpec(), description="what reviewers see, and how many")
+    review: ReviewSpec = Field(default=ReviewSpec(), description="the review backend, if not the deployment's")
     max_rejected_share: float = Field(
         default=DEFAULT_MAX_REJECTED_SHARE,
         ge=0.0,

@@ -15,6 +15,7 @@ from labelflow.models.run import (
     ThresholdChoice,
     TransformStateLineage,
 )
+from labelflow.models.spec import ReviewBackendName
 
 
 class _Payload(BaseModel):
@@ -81,6 +82,9 @@ class RoutingOutput(_Payload):
     transform_state: TransformStateLineage | None = Field(
         default=None, description="the plan's state, with what processing used and whether its fit was published"
     )
+    review_backend: ReviewBackendName | None = Field(
+        default=None, description="the spec's review.backend; unset: the deployment's ReviewBackend, set by the ASL"
+    )
 
 
 # DescribeLabelingJob's LabelingJobStatus values for a job that ended before its objects were all labeled
@@ -109,6 +113,15 @@ class LabelingResult(_Payload):
         return labeling_output_manifest_uri(self.output_path, self.job_name)
 
 
+class IngestBatch(_Payload):
+    """One ingest batch: a run of whole lines of the labeled file, read with a ranged GetObject."""
+
+    index: int = Field(ge=0)
+    first_byte: int = Field(ge=0)
+    last_byte: int = Field(ge=0, description="inclusive, as in an HTTP Range")
+    records: int = Field(ge=1)
+
+
 class MergeOutput(_Payload):
     labeled_uri: str
     labeled: int
@@ -117,6 +130,10 @@ class MergeOutput(_Payload):
     unlabeled: int
     unlabeled_uri: str | None = None
     audit: AuditOutcome | None = Field(default=None, description="routing's audit sample, with what came back")
+    batches: list[IngestBatch] = Field(
+        default_factory=list, description="the labeled file split for IngestFeatures' Map, one Lambda per batch"
+    )
+    ingest_concurrency: int = Field(default=1, ge=1, le=40, description="the Map's MaxConcurrencyPath")
 
 
 class IngestOutput(_Payload):
@@ -124,6 +141,27 @@ class IngestOutput(_Payload):
     ingested: int
     failed: int
     failures_uri: str | None = None
+
+
+class IngestBatchInput(_Payload):
+    """One iteration of IngestFeatures' Map: where to write one batch of a run's labeled file."""
+
+    bucket: str
+    dataset: str
+    run_id: str
+    feature_group: str
+    labeled_uri: str
+    batch: IngestBatch
+
+
+class BatchOutcome(_Payload):
+    """What one Map iteration reports: its batch's counts and failures file, or the error it stopped with."""
+
+    index: int = Field(ge=0)
+    ingested: int = 0
+    failed: int = 0
+    failures_uri: str | None = None
+    error: StepError | None = None
 
 
 class ReingestInput(_Payload):
@@ -188,7 +226,8 @@ class WorkflowState(RunInput):
         default=None, description="one entry per labeling job, in the order routing planned them"
     )
     merge: MergeOutput | None = None
-    ingest: IngestOutput | None = None
+    ingest_batches: list[BatchOutcome] | None = Field(default=None, description="IngestFeatures' Map result")
+    ingest: IngestOutput | None = Field(default=None, description="the batches gathered by FinalizeRun")
     error: StepError | None = None
 
     def require_plan(self) -> PlanOutput:

@@ -20,7 +20,11 @@ LABEL_ATTRIBUTE = "label"
 
 
 def answer_content(label: str) -> dict[str, Any]:
-    """One worker's answer as the crowd-classifier in template.liquid.html submits it."""
+    """One worker's answer as the template's crowd-classifier or crowd-image-classifier submits it.
+
+    Both elements output `{"<name>": {"label": "<category>"}}` (SageMaker developer guide, the "Output" section of
+    each element's page), and both are named CLASSIFIER_NAME in template.liquid.html.
+    """
     return {CLASSIFIER_NAME: {"label": label}}
 
 
