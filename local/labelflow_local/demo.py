@@ -28,7 +28,7 @@ DEMO_TRUTH = PROJECT_ROOT / "demo/data/reviews.labels.csv"
 # Said at the end of every local run, so nobody mistakes the stand-ins for the services.
 NOT_EMULATED = (
     "IAM: policies are not enforced",
-    "Ground Truth's work team: reviewers are local (simulated, an answers file or you)",
+    "Ground Truth's work team: reviewers are local (simulated, an answers file, you, or a Label Studio)",
     "the processing container: the script runs in a local venv with the image's Python and packages",
     "a feature group's creation time (usable at once here; on AWS about a minute, which ingestion waits out)",
     "the offline store's delay (about 15 minutes on AWS) and its Glue table",
