@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -72,17 +73,25 @@ class FakeLabelStudio:
         return {"tasks": tasks[(page - 1) * size : page * size], "total": len(tasks)}
 
 
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request as a JSON API reads it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
 @contextmanager
-def serving(fake: FakeLabelStudio) -> Iterator[FakeLabelStudio]:
-    """The fake on a free 127.0.0.1 port until the block ends; it accepts only the legacy token."""
+def json_api(reply: Callable[[Request], tuple[int, Any]]) -> Iterator[str]:
+    """An HTTP server on a free 127.0.0.1 port answering every GET and POST with `reply`'s JSON; yields its URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.headers.get("Authorization") != f"Token {LEGACY_TOKEN}":
-                status, answer = 401, {"detail": "Authentication credentials were not provided."}
-            else:
-                status, answer = fake.handle(self.command, self.path, json.loads(raw) if raw else None)
+            request = Request(self.command, self.path, dict(self.headers), json.loads(raw) if raw else None)
+            status, answer = reply(request)
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -96,11 +105,24 @@ def serving(fake: FakeLabelStudio) -> Iterator[FakeLabelStudio]:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield fake
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serving(fake: FakeLabelStudio) -> Iterator[FakeLabelStudio]:
+    """The fake on a free 127.0.0.1 port until the block ends; it accepts only the legacy token."""
+
+    def reply(request: Request) -> tuple[int, Any]:
+        if request.headers.get("Authorization") != f"Token {LEGACY_TOKEN}":
+            return 401, {"detail": "Authentication credentials were not provided."}
+        return fake.handle(request.method, request.path, request.body)
+
+    with json_api(reply) as url:
+        fake.url = url
+        yield fake

@@ -30,32 +30,16 @@ def fake(cloud: LocalCloud) -> Iterator[FakeLabelStudio]:
 
 
 def start_event(cloud: LocalCloud) -> dict[str, Any]:
-    """What the ASL sends StartLabelStudioReview for the sample run's one review job."""
-    routed = load_event("route_by_confidence.json")
-    routing = cloud.invoke("route_by_confidence", routed)
-    (job,) = routing["labeling_jobs"]
-    return {
-        "task_token": "a-token-no-execution-waits-on",
-        "bucket": routed["bucket"],
-        "dataset": routed["dataset"],
-        "run_id": routed["run_id"],
-        "spec_uri": routed["plan"]["spec_uri"],
-        "job": job,
-    }
+    """The sample event: what ReviewInLabelStudio sends for the sample run's one review job."""
+    return load_event("start_label_studio_review.json")
 
 
 def webhook_event(body: dict[str, Any], secret: str | None) -> dict[str, Any]:
-    """A Function URL request (payload format 2.0) as Label Studio's webhook makes it."""
-    headers = {"content-type": "application/json"} | ({WEBHOOK_SECRET_HEADER.lower(): secret} if secret else {})
-    return {
-        "version": "2.0",
-        "rawPath": "/",
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {"http": {"method": "POST", "path": "/"}},
-        "body": json.dumps(body),
-        "isBase64Encoded": False,
-    }
+    """The sample Function URL request with this body and shared secret (none: the header left out)."""
+    event = load_event("label_studio_webhook.json")
+    headers = {name: value for name, value in event["headers"].items() if name != WEBHOOK_SECRET_HEADER.lower()}
+    event["headers"] = headers | ({WEBHOOK_SECRET_HEADER.lower(): secret} if secret else {})
+    return event | {"body": json.dumps(body)}
 
 
 def test_start_imports_the_job_and_keeps_the_review_pending(cloud: LocalCloud, fake: FakeLabelStudio) -> None:
@@ -79,7 +63,7 @@ def test_the_poller_heartbeats_nothing_when_the_execution_is_gone(cloud: LocalCl
     # Given a pending review whose token no execution waits on
     started = cloud.invoke("start_label_studio_review", start_event(cloud))
     # When the schedule runs the poller
-    polled = cloud.invoke("poll_label_studio_reviews", {"detail-type": "Scheduled Event", "detail": {}})
+    polled = cloud.invoke("poll_label_studio_reviews", load_event("poll_label_studio_reviews.json"))
     # Then Step Functions' InvalidToken makes it drop the review from the index
     assert [review["outcome"] for review in polled["reviews"]] == ["gone"]
     listed = cloud.s3.list_objects_v2(Bucket=cloud.bucket, Prefix=PENDING_PREFIX)

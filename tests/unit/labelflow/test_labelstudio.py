@@ -10,11 +10,9 @@ import base64
 import json
 import re
 import socket
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -27,6 +25,7 @@ from labelflow.models.spec import DatasetSpec
 from labelflow.review import labelstudio as ls
 from labelflow.review.consolidation import consolidation_response
 from labelflow.review.manifests import consolidation_item, human_labels, output_line
+from tests.labelstudio.fake_server import Request, json_api
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts" / "labelstudio"
 ROUTES = {
@@ -110,40 +109,17 @@ def check_against_contract(sent: Sent) -> None:
                     assert set(region) <= set(shape["result_fields"])
 
 
-class _Handler(BaseHTTPRequestHandler):
-    stub: StubLabelStudio
-
-    def _serve(self) -> None:
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        sent = Sent(
-            self.command, parts.path, dict(parse_qsl(parts.query)), dict(self.headers), json.loads(raw) if raw else None
-        )
-        status, body = self.server.stub.reply(sent)  # type: ignore[attr-defined]
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
 @pytest.fixture
 def stub() -> Iterator[StubLabelStudio]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    state = StubLabelStudio(url=f"http://127.0.0.1:{server.server_address[1]}")
-    server.stub = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    state = StubLabelStudio()
+
+    def reply(request: Request) -> tuple[int, Any]:
+        path, query = urlsplit(request.path)[2:4]
+        return state.reply(Sent(request.method, path, dict(parse_qsl(query)), request.headers, request.body))
+
+    with json_api(reply) as url:
+        state.url = url
+        yield state
     for sent in state.sent:
         check_against_contract(sent)
 
