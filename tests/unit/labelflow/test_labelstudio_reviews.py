@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from labelflow.errors import ConfigError
+from labelflow.errors import ConfigError, RetryableAwsError
 from labelflow.layout import labeling_output_manifest_uri
 from labelflow.merging import review_results
 from labelflow.models.labelstudio import PendingReview
@@ -193,6 +193,35 @@ def test_an_unusable_secret_is_a_config_error(moto: None, value: str) -> None:
     # Then the error names the secret and what it must hold
     with pytest.raises(ConfigError, match=name):
         reviews.read_secret(client, name, max_age=0)
+
+
+def test_a_missing_or_forbidden_secret_says_what_to_do(moto: None) -> None:
+    # Given no secret by that name
+    client = boto3.client("secretsmanager")
+    # When it is read
+    # Then the error says it does not exist and how to create it
+    with pytest.raises(ConfigError, match="labelflow/none does not exist .* create it"):
+        reviews.read_secret(client, "labelflow/none", max_age=0)
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [("InternalServiceError", RetryableAwsError), ("ThrottlingException", RetryableAwsError), ("Nope", ConfigError)],
+)
+def test_a_transient_secrets_manager_error_is_retryable(
+    moto: None, monkeypatch: pytest.MonkeyPatch, code: str, error: type[Exception]
+) -> None:
+    # Given Secrets Manager answering with an error
+    client = boto3.client("secretsmanager")
+
+    def fail(**kwargs: Any) -> None:
+        raise ClientError({"Error": {"Code": code, "Message": "m"}}, "GetSecretValue")
+
+    monkeypatch.setattr(client, "get_secret_value", fail)
+    # When the secret is read
+    # Then a throttle or a service error is retryable (the ASL retries it), anything else is a config error
+    with pytest.raises(error, match="labelflow/flaky"):
+        reviews.read_secret(client, "labelflow/flaky", max_age=0)
 
 
 def test_the_secret_is_read_as_json(moto: None) -> None:

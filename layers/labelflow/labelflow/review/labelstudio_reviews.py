@@ -16,10 +16,11 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import TransformParameterError
 from botocore.exceptions import ClientError
 
-from labelflow.aws import error_code
-from labelflow.errors import ConfigError, LabelStudioError
+from labelflow.aws import THROTTLING_CODES, error_code
+from labelflow.errors import ConfigError, LabelStudioError, RetryableAwsError
 from labelflow.layout import labeling_output_manifest_uri
 from labelflow.models.labelstudio import LabelStudioSecret, PendingIndex, PendingReview, ReviewStart, Task
 from labelflow.models.reviewers import ReviewerLineage, reviewers_uri
@@ -63,11 +64,34 @@ def read_secret(client: Any, name: str, max_age: int) -> LabelStudioSecret:
     try:
         value = _secrets(client).get(name, transform="json", max_age=max_age)
     except Exception as exc:  # Powertools wraps every failure (missing secret, denied, not JSON) in its own errors
-        raise ConfigError(f"secret {name} cannot be read as JSON with url and token: {type(exc).__name__}") from exc
+        raise _unreadable(name, exc) from exc
     try:
         return LabelStudioSecret.model_validate(value)
     except ValueError as exc:
         raise ConfigError(f"secret {name} must be JSON with a url (http or https) and a token") from exc
+
+
+def _unreadable(name: str, exc: Exception) -> Exception:
+    """Why the secret could not be read, from the AWS error Powertools wrapped (its __context__)."""
+    cause = exc.__context__
+    code = error_code(cause) if isinstance(cause, ClientError) else None
+    if code in THROTTLING_CODES or code == "InternalServiceError":
+        return RetryableAwsError(f"secret {name} could not be read for now ({code})")
+    # GetSecretValue's errors (botocore secretsmanager model), and IAM's denial.
+    reasons = {
+        "ResourceNotFoundException": f"secret {name} does not exist in this account and region: create it with "
+        "the Label Studio url and token (README, 'Reviewing in a self-hosted Label Studio')",
+        "AccessDeniedException": f"this function may not read secret {name}: deploy with "
+        "LabelStudioSecretName set to its name",
+        "DecryptionFailure": f"secret {name} cannot be decrypted: its KMS key must let this function's role decrypt",
+    }
+    if code in reasons:
+        return ConfigError(reasons[code])
+    if isinstance(exc, TransformParameterError):
+        return ConfigError(f'secret {name} is not JSON: store {{"url": ..., "token": ...}}')
+    if code is None:  # no answer from Secrets Manager (a connection error outlived botocore's retries)
+        return RetryableAwsError(f"secret {name} could not be read for now ({type(cause or exc).__name__})")
+    return ConfigError(f"secret {name} cannot be read: {code}")
 
 
 def review_key(dataset: str, run_id: str, job_name: str) -> str:
