@@ -18,7 +18,7 @@ help:
 	@echo "make test      lint, type-check, validate and build the SAM app, run every test (what CI runs)"
 	@echo "make test-fast unit and integration tests only"
 	@echo "make test-labelstudio  the live Label Studio tests (installs Label Studio once, ~4 min on a new machine)"
-	@echo "make test-spark        the Spark engine against the single-machine one (installs pyspark once; ~5 min)"
+	@echo "make test-spark        the Spark engine against the single-machine one, and a local run on it (installs pyspark once; ~8 min)"
 	@echo "make bench     cold-start and demo benchmarks; results in bench/RESULTS.md"
 	@echo "make bench-processing  processing vs polars, scikit-learn and an I/O floor; results in bench/RESULTS.md"
 	@echo "make demo-data regenerate the demo dataset, spec and scikit-learn model (demo/generate.py)"
@@ -86,7 +86,7 @@ test-labelstudio: venv
 
 # pyspark 3.5 in local mode (Java 17) beside the processing image's packages, installed once into ~/.cache/labelflow.
 test-spark: venv
-	$(BIN)/python -m pytest -p no:cacheprovider -m spark tests/spark
+	$(BIN)/python -m pytest -p no:cacheprovider -m spark tests/spark tests/e2e/test_spark_engine.py
 
 demo: venv
 	$(BIN)/labelflow demo

@@ -13,12 +13,12 @@ or uniform noise), and one is an adversary (answers the next label on purpose). 
     imbalanced-3+single  the same priors, 3 answers, 20% of objects only 1
 
 For each setting and size the candidates run in turn (their order rotating) on the same answers of every seed; the
-table shows medians over seeds of accuracy, recall of the rarest label, and seconds (of the call alone), and marks
-the best accuracy. Ours runs in this venv; crowd-kit's candidates (majority vote included) run in a venv of their
-own, built once under ~/.cache/labelflow/, one child per candidate, setting and size that simulates the same crowds
-from the same seeds, so numpy and pandas stay out of the dev venv. Then the post-annotation Lambda runs in-process
-over moto on the balanced-5 batch of the largest size: wall time (median of `--repeat`) and peak Python memory
-(tracemalloc) of the handler call.
+table shows medians over seeds of accuracy, recall and precision of the rarest label (a candidate can buy recall by
+calling common objects rare), and seconds (of the call alone), and marks the best accuracy. Ours runs in this venv;
+crowd-kit's candidates (majority vote included) run in a venv of their own, built once under ~/.cache/labelflow/,
+one child per candidate, setting and size that simulates the same crowds from the same seeds, so numpy and pandas
+stay out of the dev venv. Then the post-annotation Lambda runs in-process over moto on the balanced-5 batch of the
+largest size: wall time (median of `--repeat`) and peak Python memory (tracemalloc) of the handler call.
 
     python bench/consolidation.py [--objects 200 400 800 1600 10000] [--seeds 3] [--repeat 5]
         [--skip crowdkit-glad] [--setting balanced-5]
@@ -163,14 +163,17 @@ def run_candidate(name: str, setting: str, seeds: int, objects: int, python: str
     ]
 
 
-def score(crowd: Crowd, predicted: dict[int, str], minority: str) -> tuple[float, float]:
+def score(crowd: Crowd, predicted: dict[int, str], minority: str) -> tuple[float, float, float]:
+    """Accuracy, and the rare label's recall and precision."""
     right = sum(predicted.get(i) == t for i, t in enumerate(crowd.truth))
     rare = [i for i, t in enumerate(crowd.truth) if t == minority]
-    return right / len(crowd.truth), sum(predicted.get(i) == minority for i in rare) / max(1, len(rare))
+    called = [i for i, label in predicted.items() if label == minority]
+    found = sum(crowd.truth[i] == minority for i in called)
+    return right / len(crowd.truth), found / max(1, len(rare)), found / max(1, len(called))
 
 
 def measure(setting: str, objects: int, seeds: int, names: list[str], python: str) -> dict[str, list[float]]:
-    """Per candidate, the medians over seeds of accuracy, rare-label recall and seconds at this setting and size."""
+    """Per candidate, the medians over seeds of accuracy, rare-label recall and precision, and seconds."""
     priors = SETTINGS[setting][0]
     minority = LABELS[priors.index(min(priors))]
     crowds = [simulate(*SETTINGS[setting], objects, seed) for seed in range(seeds)]
@@ -250,15 +253,17 @@ def main() -> None:
     names = [name for name in CANDIDATES if name not in args.skip]
     python = crowdkit_python() if set(names) & set(CROWDKIT) else sys.executable
     print(f"{len(LABELS)} labels, {WORKERS} workers, medians over {args.seeds} seeds; * marks the best accuracy")
-    print(f"{'setting':22}{'objects':>8}  {'candidate':18}{'accuracy':>10}{'rare recall':>13}{'seconds':>10}")
+    header = f"{'accuracy':>10}{'rare recall':>13}{'precision':>11}{'seconds':>10}"
+    print(f"{'setting':22}{'objects':>8}  {'candidate':18}{header}")
     for setting in args.setting or SETTINGS:
         for objects in args.objects:
             rows = measure(setting, objects, args.seeds, names, python)
-            best = max(accuracy for accuracy, _, _ in rows.values())
+            best = max(row[0] for row in rows.values())
             for name in names:
-                accuracy, recall, seconds = rows[name]
+                accuracy, recall, precision, seconds = rows[name]
                 mark = "*" if accuracy == best else " "
-                print(f"{setting:22}{objects:8}  {name:18}{accuracy:10.4f}{mark}{recall:12.4f}{seconds:10.3f}")
+                scores = f"{accuracy:10.4f}{mark}{recall:12.4f}{precision:11.4f}{seconds:10.3f}"
+                print(f"{setting:22}{objects:8}  {name:18}{scores}")
     largest = max(args.objects)
     seconds, peak = lambda_run(simulate(*SETTINGS["balanced-5"], largest, 0), args.repeat)
     print(f"post-annotation Lambda, balanced-5 batch of {largest}: {seconds:.3f} s, peak {peak:.1f} MiB (tracemalloc)")

@@ -14,19 +14,26 @@ Parquet row's number; duplicates are listed after the other rejections), `state.
 `stats.json`, written last, so its presence means the run finished. A problem with the input as a whole stops the
 job with exit code 2 and a one-line message in the SageMaker message file; so does a share of rejected rows above
 the spec's max_rejected_share (or no accepted row at all), rejected.jsonl then kept to say why.
+
+An input planning cut into parts for several instances is read in three jobs (labelflow_processing/shards.py):
+`--shard-pass scan`, `--shard-pass stats --scan-dir`, then the Process job with `--scan-dir` and `--stats-dir`,
+which writes each part's outputs under `parts/<part>/` (routing joins them) and, on the first host, state.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from labelflow_processing.config import FatalInputError, Spec, TooManyRejectedError, load_spec
+from labelflow_processing.passes import Pass, process_pass, scan_pass, stats_pass
 from labelflow_processing.pipeline import run_files
 from labelflow_processing.readers import ReadAs, add_read_arguments, find_inputs, read_as_from
+from labelflow_processing.shards import RESOURCE_CONFIG, part_dir, this_host
 from labelflow_processing.state import STATE_FILE, read_state, sha256
 from labelflow_processing.values import parse_event_time
 from scoring import ModelError, Scorer, load_model
@@ -61,9 +68,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     elif not spec.event_time_column:
         raise FatalInputError("the spec has no event_time_column and no --default-event-time was given")
     read_as: ReadAs = args.read_as
-    files = find_inputs(args.input_dir, read_as)
     state = read_state(args.state_dir) if args.state_dir else None
     output_dir: Path = args.output_dir
+    if args.shard_pass or args.scan_dir:
+        return run_sharded(args, spec, default_event_time, state)
+    files = find_inputs(args.input_dir, read_as)
     output_dir.mkdir(parents=True, exist_ok=True)
     # The model is loaded once the input is known to be usable: a model can be large.
     result = run_files(files, spec, default_event_time, state, output_dir, _model_loader(spec, args.model_dir))
@@ -85,6 +94,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     (output_dir / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return stats
+
+
+def run_sharded(
+    args: argparse.Namespace, spec: Spec, default_event_time: str | None, state: bytes | None
+) -> dict[str, Any]:
+    """One pass over this instance's parts of a sharded input; returns a summary of what it wrote."""
+    output_dir: Path = args.output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # ShardedByS3Key may deal an instance no part: its input folder is then empty, or absent.
+    files = find_inputs(args.input_dir, args.read_as) if any(args.input_dir.rglob("*")) else []
+    job = Pass(files, args.read_as, spec, default_event_time, output_dir, args.scan_dir, args.stats_dir)
+    if args.shard_pass == "scan":
+        scan_pass(job)
+        return {"pass": "scan", "input_files": [file.name for file in files]}
+    if args.shard_pass == "stats":
+        stats_pass(job, fitting=state is None)
+        return {"pass": "stats", "input_files": [file.name for file in files]}
+    host = this_host(args.resource_config)
+    reports = process_pass(job, state, host, functools.cache(_model_loader(spec, args.model_dir)))
+    for file, report in zip(files, reports, strict=True):
+        # Written last in each part's folder: its presence means that part finished.
+        text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        (part_dir(output_dir, file.name) / "stats.json").write_text(text, encoding="utf-8")
+    return {"pass": "process", "input_files": [file.name for file in files]}
 
 
 def refuse(output_dir: Path, exc: TooManyRejectedError) -> None:
@@ -122,6 +155,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--default-event-time", help="ISO-8601 UTC time for every record; required when the spec has no event time"
     )
+    parser.add_argument(
+        "--shard-pass", choices=("scan", "stats"), help="a first pass over this instance's parts of a sharded input"
+    )
+    parser.add_argument("--scan-dir", type=Path, help="the scan pass's outputs, for every part: the input is sharded")
+    parser.add_argument("--stats-dir", type=Path, help="the stats pass's outputs, for every part")
+    parser.add_argument("--resource-config", type=Path, default=RESOURCE_CONFIG, help="which instance this is")
     args = parser.parse_args(argv)
     args.read_as = read_as_from(parser, args)
     return args
@@ -143,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         report_failure(args.message_file, f"internal error: {type(exc).__name__}: {exc}")
         raise
+    if "pass" in stats:
+        print(f"{stats['pass']} pass over {len(stats['input_files'])} part(s)")
+        return 0
     print(
         f"processed {stats['records_in']} rows from {len(stats['input_files'])} file(s): "
         f"{stats['records_out']} records, {stats['rejected']} rejected"

@@ -22,6 +22,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "processing planned",
         extra={
             "cache_hit": plan.cache_hit,
+            "engine": plan.engine,
             "job": plan.processing_job["ProcessingJobName"],
             "feature_group": plan.feature_group.name,
             "feature_group_created": plan.feature_group.created,

@@ -30,6 +30,7 @@ NOT_EMULATED = (
     "IAM: policies are not enforced",
     "Ground Truth's work team: reviewers are local (simulated, an answers file, you, or a Label Studio)",
     "the processing container: the script runs in a local venv with the image's Python and packages",
+    "EMR Serverless: a Spark run uses pyspark in local mode, not the application's image, capacity or logs",
     "a feature group's creation time (usable at once here; on AWS about a minute, which ingestion waits out)",
     "the offline store's delay (about 15 minutes on AWS) and its Glue table",
     "X-Ray traces, CloudWatch metrics and alarms",

@@ -31,6 +31,7 @@ import botocore.handlers
 from botocore.model import OperationModel
 
 from labelflow.s3 import S3Location
+from labelflow_local.emr import LOCAL_APPLICATION_ID
 
 _principal: contextvars.ContextVar[str | None] = contextvars.ContextVar("labelflow_iam_principal", default=None)
 
@@ -232,6 +233,7 @@ def recording(recorder: CallRecorder) -> Iterator[CallRecorder]:
 
 STATE_MACHINE: Final = "LabelingStateMachine"
 SAGEMAKER_ROLE: Final = "SageMakerExecutionRole"
+SPARK_ROLE: Final = "SparkJobRole"
 FEATURE_STORE_ROLE: Final = "FeatureStoreRole"
 
 # How a request member becomes the calls AWS makes with a role on our behalf (documented mapping):
@@ -262,6 +264,22 @@ JOB_ROLE_CALLS: Final = {
     "OutputConfig.S3OutputPath": "job role: s3:PutObject on each object written under <path>/<job name>/",
     "HumanTaskConfig.PreHumanTaskLambdaArn, ...AnnotationConsolidationLambdaArn": (
         "job role: lambda:InvokeFunction on each"
+    ),
+    "Task emr-serverless:startJobRun.sync": (
+        "state machine role: emr-serverless:StartJobRun on the application, emr-serverless:GetJobRun (polling) on "
+        "the job run; iam:PassRole of ExecutionRoleArn (iam:PassedToService emr-serverless.amazonaws.com); "
+        "events:PutTargets/PutRule/DescribeRule on StepFunctionsGetEventsForEMRServerlessJobRule (Step Functions "
+        "developer guide, IAM policies for Amazon EMR Serverless)"
+    ),
+    "JobDriver.SparkSubmit (EntryPoint, spark.submit.pyFiles, s3: EntryPointArguments)": (
+        "Spark job role: s3:GetObject on the entry point, the py-files and each object under an input argument, "
+        "s3:ListBucket on their buckets; under --output s3:PutObject on each object written and, for the files "
+        "Spark writes as part folders (records.jsonl, rejected.jsonl), s3:PutObject, s3:GetObject and "
+        "s3:DeleteObject on <file>.parts/part-00000 (labelflow_processing.spark.files.write_text)"
+    ),
+    "ConfigurationOverrides.MonitoringConfiguration.S3MonitoringConfiguration.LogUri": (
+        "Spark job role: s3:PutObject under <log URI>/applications/<application>/jobs/<job run>/ (EMR Serverless "
+        "user guide, 'Storing logs')"
     ),
     "CreateFeatureGroup OfflineStoreConfig + PutRecord": (
         "feature store role: s3:GetBucketAcl on the bucket, s3:PutObject and s3:PutObjectAcl on each offline-store "
@@ -342,9 +360,75 @@ _SYNC_JOBS: Final = {
 }
 
 
+_SPARK_PART_FOLDERS: Final = ("records.jsonl", "rejected.jsonl")
+
+
+def _spark_arguments(arguments: list[str]) -> tuple[list[str], str | None]:
+    """(the s3: URIs the job reads, the --output URI) of spark_job.py's arguments."""
+    reads, output = [], None
+    for index, argument in enumerate(arguments):
+        if argument.startswith("s3://"):
+            if index and arguments[index - 1] == "--output":
+                output = argument
+            else:
+                reads.append(argument)
+    return reads, output
+
+
+def spark_job_calls(s3: Any, request: dict[str, Any], run_id: str) -> list[tuple[str, str]]:
+    """The calls a Spark job run makes with its runtime role, from its StartJobRun request (Step Functions-cased)."""
+    submit = request["JobDriver"]["SparkSubmit"]
+    reads, output = _spark_arguments(submit.get("EntryPointArguments", []))
+    py_files = re.findall(r"spark\.submit\.pyFiles=(\S+)", submit.get("SparkSubmitParameters", ""))
+    objects = [submit["EntryPoint"], *(uri for files in py_files for uri in files.split(","))]
+    calls: list[tuple[str, str]] = []
+    for uri in reads:
+        keys = _list_keys(s3, uri) if uri.endswith("/") else [S3Location.parse(uri).key]
+        bucket = S3Location.parse(uri).bucket
+        calls.append(("s3:ListBucket", f"arn:aws:s3:::{bucket}"))
+        calls += [("s3:GetObject", _s3_object(bucket, key)) for key in keys]
+    calls += [("s3:GetObject", _s3_uri_arn(uri)) for uri in objects]
+    if output is not None:
+        bucket = S3Location.parse(output).bucket
+        written = _list_keys(s3, output)
+        calls += [("s3:PutObject", _s3_object(bucket, key)) for key in written]
+        for name in _SPARK_PART_FOLDERS:
+            part = _s3_uri_arn(f"{output.rstrip('/')}/{name}.parts/part-00000")
+            # Written as a part folder, read back to be merged into one file, then deleted.
+            calls += [("s3:PutObject", part), ("s3:GetObject", part), ("s3:DeleteObject", part)]
+    logs = request.get("ConfigurationOverrides", {}).get("MonitoringConfiguration", {})
+    if log_uri := logs.get("S3MonitoringConfiguration", {}).get("LogUri"):
+        job = f"applications/{request['ApplicationId']}/jobs/{run_id}"
+        calls.append(("s3:PutObject", _s3_uri_arn(f"{log_uri.rstrip('/')}/{job}/SPARK_DRIVER/stdout.gz")))
+    return calls
+
+
+def _spark_task_calls(recorder: CallRecorder, local: Local, s3: Any, request: dict[str, Any], run_id: str) -> None:
+    origin = "Task emr-serverless:startJobRun.sync"
+    application = f"arn:aws:emr-serverless:{local.region}:{local.account}:/applications/{request['ApplicationId']}"
+    recorder.add(Call(STATE_MACHINE, "emr-serverless:StartJobRun", application, origin))
+    recorder.add(Call(STATE_MACHINE, "emr-serverless:GetJobRun", f"{application}/jobruns/{run_id}", origin))
+    passed = (("iam:PassedToService", "emr-serverless.amazonaws.com"),)
+    recorder.add(Call(STATE_MACHINE, "iam:PassRole", request["ExecutionRoleArn"], origin, passed))
+    rule = f"arn:aws:events:{local.region}:{local.account}:rule/StepFunctionsGetEventsForEMRServerlessJobRule"
+    for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
+        recorder.add(Call(STATE_MACHINE, action, rule, origin))
+    for action, resource in spark_job_calls(s3, request, run_id):
+        recorder.add(Call(SPARK_ROLE, action, resource, "StartJobRun request"))
+
+
 def state_machine_calls(recorder: CallRecorder, local: Local, s3: Any, history: list[dict[str, Any]]) -> None:
     """Derive the state machine role's calls, and its jobs' role calls, from an execution's history."""
+    spark_request: dict[str, Any] | None = None
     for event in history:
+        scheduled = event.get("taskScheduledEventDetails") or {}
+        if scheduled.get("resourceType") == "emr-serverless" and scheduled.get("resource") == "startJobRun.sync":
+            spark_request = json.loads(scheduled["parameters"])
+        submitted = event.get("taskSubmittedEventDetails") or {}
+        if spark_request is not None and submitted.get("resourceType") == "emr-serverless":
+            run_id = json.loads(submitted["output"])["JobRunId"]
+            _spark_task_calls(recorder, local, s3, spark_request, run_id)
+            spark_request = None
         if details := event.get("lambdaFunctionScheduledEventDetails"):
             recorder.add(Call(STATE_MACHINE, "lambda:InvokeFunction", details["resource"], "Task (Lambda)"))
         details = event.get("taskScheduledEventDetails")
@@ -513,11 +597,24 @@ def translate(template: dict[str, Any], region: str, account: str) -> dict[str, 
     return translated
 
 
-class Intrinsics:
-    """Resolves Ref, Fn::GetAtt, Fn::Sub, Fn::Select, Fn::Split and Fn::Join with local values."""
+_NO_VALUE: Final = object()
 
-    def __init__(self, template: dict[str, Any], local: Local, state_machine_name: str) -> None:
+
+class Intrinsics:
+    """Resolves Ref, Fn::GetAtt, Fn::Sub, Fn::Select, Fn::Split, Fn::Join and Fn::If with local values.
+
+    Conditions are evaluated on the parameters' defaults, or on `parameters` where given (local mode's overrides).
+    """
+
+    def __init__(
+        self,
+        template: dict[str, Any],
+        local: Local,
+        state_machine_name: str,
+        parameters: dict[str, str] | None = None,
+    ) -> None:
         resources = template["Resources"]
+        self._conditions: dict[str, Any] = template.get("Conditions", {})
         self._refs: dict[str, str] = {
             "AWS::Region": local.region,
             "AWS::AccountId": local.account,
@@ -528,6 +625,7 @@ class Intrinsics:
         self._refs.update(
             {name: str(p["Default"]) for name, p in template.get("Parameters", {}).items() if "Default" in p}
         )
+        self._refs.update(parameters or {})
         self._attributes: dict[str, str] = {}
         for name, resource in resources.items():
             kind = resource["Type"]
@@ -548,22 +646,51 @@ class Intrinsics:
                 self._attributes[f"{name}.Arn"] = f"arn:aws:sqs:{local.region}:{local.account}:{local.stack}-{name}"
             elif kind == "AWS::Events::Rule":
                 self._attributes[f"{name}.Arn"] = f"arn:aws:events:{local.region}:{local.account}:rule/{name}"
+            elif kind == "AWS::EMRServerless::Application":
+                # Ref is the ApplicationId (the resource schema's primaryIdentifier).
+                self._refs[name] = LOCAL_APPLICATION_ID
+                self._attributes[f"{name}.Arn"] = (
+                    f"arn:aws:emr-serverless:{local.region}:{local.account}:/applications/{LOCAL_APPLICATION_ID}"
+                )
         for name, resource in resources.items():
             # Log group names refer to the other resources (/aws/lambda/${Function}): resolved once they are known.
             if resource["Type"] == "AWS::Logs::LogGroup":
                 group = self.resolve(resource["Properties"].get("LogGroupName", name))
                 self._attributes[f"{name}.Arn"] = f"arn:aws:logs:{local.region}:{local.account}:log-group:{group}:*"
 
+    def holds(self, condition: Any) -> bool:
+        """A template condition (by name, or Fn::Equals / Fn::Not / Fn::And / Fn::Or) on the local values."""
+        if isinstance(condition, str):
+            return self.holds(self._conditions[condition])
+        ((kind, argument),) = condition.items()
+        if kind == "Condition":
+            return self.holds(argument)
+        if kind == "Fn::Equals":
+            left, right = (self.resolve(side) for side in argument)
+            return bool(left == right)
+        if kind == "Fn::Not":
+            return not self.holds(argument[0])
+        if kind in ("Fn::And", "Fn::Or"):
+            results = [self.holds(item) for item in argument]
+            return all(results) if kind == "Fn::And" else any(results)
+        raise ValueError(f"cannot evaluate condition {kind} locally")
+
     def resolve(self, value: Any, variables: dict[str, str] | None = None) -> Any:
         if isinstance(value, list):
-            return [self.resolve(item, variables) for item in value]
+            return [item for item in (self.resolve(item, variables) for item in value) if item is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) != 1 or not (next(iter(value)) == "Ref" or next(iter(value)).startswith("Fn::")):
-            return {key: self.resolve(item, variables) for key, item in value.items()}
+            resolved = {key: self.resolve(item, variables) for key, item in value.items()}
+            return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
         ((kind, argument),) = value.items()
+        if kind == "Ref" and argument == "AWS::NoValue":
+            return _NO_VALUE
         if kind == "Ref":
             return self._lookup(self._refs, argument)
+        if kind == "Fn::If":
+            name, when_true, when_false = argument
+            return self.resolve(when_true if self.holds(name) else when_false, variables)
         if kind == "Fn::GetAtt":
             resource, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
             return self._lookup(self._attributes, f"{resource}.{attribute}")
@@ -607,7 +734,11 @@ def role_statements(
         if r["Type"] in ("AWS::Lambda::Function", "AWS::StepFunctions::StateMachine")
         and isinstance(role := r["Properties"].get("Role", r["Properties"].get("RoleArn")), dict)
     }
-    roles = {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    roles = {
+        name: r
+        for name, r in resources.items()
+        if r["Type"] == "AWS::IAM::Role" and ("Condition" not in r or intrinsics.holds(r["Condition"]))
+    }
     by_principal: dict[str, list[Statement]] = {}
     for role_name, role in roles.items():
         principal = next((owner for owner, owned in role_of.items() if owned == role_name), role_name)

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,23 +16,31 @@ from labelflow.s3 import S3Location
 from labelflow_local.processing_env import ensure_processing_env
 
 _CONTAINER_ROOT = "/opt/ml/"
+# Instances run at once on this machine; the others wait their turn.
+INSTANCES_AT_ONCE = 2
 
 
-def download_prefix(s3: Any, s3_uri: str, destination: Path, skip: str | None = None) -> int:
-    """Copy every object under an S3 prefix into `destination`, keeping paths below the prefix's folder."""
+def download_prefix(
+    s3: Any, s3_uri: str, destination: Path, skip: str | None = None, shard: tuple[int, int] = (0, 1)
+) -> int:
+    """Copy every object under an S3 prefix into `destination`, keeping paths below the prefix's folder.
+
+    `shard` (index, count) keeps one instance's share of ShardedByS3Key: SageMaker does not document which
+    objects go to which instance, so here the objects are dealt out in key order, round-robin.
+    """
     location = S3Location.parse(s3_uri)
     folder = location.key.rsplit("/", 1)[0] + "/" if "/" in location.key else ""
-    count = 0
+    index, count = shard
+    keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.key):
-        for item in page.get("Contents", []):
-            if item["Key"].endswith("/") or (skip and skip in item["Key"]):
-                continue
-            target = destination / item["Key"][len(folder) :]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Plain GETs: managed transfers start a thread pool per call, costly for many small files.
-            target.write_bytes(s3.get_object(Bucket=location.bucket, Key=item["Key"])["Body"].read())
-            count += 1
-    return count
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    keys = [key for key in keys if not key.endswith("/") and not (skip and skip in key)][index::count]
+    for key in keys:
+        target = destination / key[len(folder) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Plain GETs: managed transfers start a thread pool per call, costly for many small files.
+        target.write_bytes(s3.get_object(Bucket=location.bucket, Key=key)["Body"].read())
+    return len(keys)
 
 
 def upload_tree(s3: Any, source: Path, s3_uri: str) -> int:
@@ -61,8 +71,28 @@ def unsupported_input(item: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass
+class Instance:
+    """One instance of a job: its host name, its /opt/ml tree, and how its container ended."""
+
+    host: str
+    root: Path
+    exit_code: int = 0
+    stderr: str = ""
+    message: str = ""
+
+    def local(self, path: str) -> str:
+        """A container path mapped into the instance's tree; any other argument as it is."""
+        return str(self.root / path[1:]) if path.startswith(_CONTAINER_ROOT) else path
+
+
 class LocalProcessing:
-    """Runs CreateProcessingJob requests to completion and answers with DescribeProcessingJob's shape."""
+    """Runs CreateProcessingJob requests to completion and answers with DescribeProcessingJob's shape.
+
+    Each of ClusterConfig.InstanceCount instances gets its own tree and resourceconfig.json, FullyReplicated inputs
+    whole and ShardedByS3Key inputs dealt out by key; every instance's outputs then go to the same S3Uri, as
+    EndOfJob uploads do, in host order.
+    """
 
     def __init__(self, s3: Any, region: str, account: str, python: str | None = None) -> None:
         self._s3 = s3
@@ -84,46 +114,62 @@ class LocalProcessing:
             describe.update(ProcessingJobStatus="Failed", FailureReason="; ".join(reasons)[:1024], ExitMessage="")
             describe["ProcessingEndTime"] = datetime.now(UTC).isoformat()
             return describe
+        count = request.get("ProcessingResources", {}).get("ClusterConfig", {}).get("InstanceCount", 1)
+        hosts = [f"algo-{number}" for number in range(1, count + 1)]
         with tempfile.TemporaryDirectory(prefix=f"labelflow-{name}-") as tmp:
-            root = Path(tmp)
-
-            def local(path: str) -> str:
-                return str(root / path[1:]) if path.startswith(_CONTAINER_ROOT) else path
-
-            # Every input the same way (data, spec, code, model, state...): its objects under its LocalPath.
-            for item in inputs:
-                if not item.get("AppManaged"):
-                    s3_input = item["S3Input"]
-                    download_prefix(self._s3, s3_input["S3Uri"], Path(local(s3_input["LocalPath"])))
-            config = root / "opt/ml/config"
-            config.mkdir(parents=True, exist_ok=True)
-            (config / "processingjobconfig.json").write_text(json.dumps(request, default=str))
-            (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
-            outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
-            for output in outputs:
-                Path(local(output["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
-
-            app = request["AppSpecification"]
-            command = [local(part) for part in app.get("ContainerEntrypoint", []) + app.get("ContainerArguments", [])]
-            if command and command[0] in ("python", "python3"):
-                # The image's interpreter: a venv with its Python version and packages (processing/image.json).
-                command[0] = self._python or str(ensure_processing_env())
-            environment = {"PATH": os.environ.get("PATH", ""), **request.get("Environment", {})}
-            timeout = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 3600)
-            try:
-                finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
-                exit_code, stderr = finished.returncode, finished.stderr
-            except subprocess.TimeoutExpired:
-                exit_code, stderr = -1, f"stopped after MaxRuntimeInSeconds={timeout}"
-
-            message_file = root / "opt/ml/output/message"
-            message = message_file.read_text()[:1024].strip() if message_file.exists() else ""
-            if exit_code == 0:
-                for output in outputs:
-                    upload_tree(self._s3, Path(local(output["S3Output"]["LocalPath"])), output["S3Output"]["S3Uri"])
+            instances = [Instance(host, Path(tmp) / host) for host in hosts]
+            with ThreadPoolExecutor(max_workers=min(count, INSTANCES_AT_ONCE)) as pool:
+                list(pool.map(lambda instance: self._run_instance(request, instance, hosts), instances))
+            failed = next((instance for instance in instances if instance.exit_code != 0), None)
+            message = next((instance.message for instance in instances if instance.message), "")
+            if failed is None:
+                for instance in instances:
+                    for output in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
+                        s3_output = output["S3Output"]
+                        upload_tree(self._s3, Path(instance.local(s3_output["LocalPath"])), s3_output["S3Uri"])
                 describe.update(ProcessingJobStatus="Completed", ExitMessage=message)
             else:
-                reason = message or (stderr.strip().splitlines() or [f"exit code {exit_code}"])[-1]
-                describe.update(ProcessingJobStatus="Failed", FailureReason=reason[:1024], ExitMessage=message)
+                lines = failed.stderr.strip().splitlines() or [f"exit code {failed.exit_code}"]
+                reason = failed.message or lines[-1]
+                describe.update(ProcessingJobStatus="Failed", FailureReason=reason[:1024], ExitMessage=failed.message)
         describe["ProcessingEndTime"] = datetime.now(UTC).isoformat()
         return describe
+
+    def _run_instance(self, request: dict[str, Any], instance: Instance, hosts: list[str]) -> None:
+        """Download the instance's inputs, run the container's command on its tree, keep how it ended."""
+        shard = (hosts.index(instance.host), len(hosts))
+        # Every input the same way (data, spec, code, model, state...): its objects under its LocalPath.
+        for item in request.get("ProcessingInputs", []):
+            if not item.get("AppManaged"):
+                s3_input = item["S3Input"]
+                sharded = s3_input.get("S3DataDistributionType") == "ShardedByS3Key"
+                destination = Path(instance.local(s3_input["LocalPath"]))
+                if sharded:
+                    # An instance may be dealt no object: its input folder is there, empty.
+                    destination.mkdir(parents=True, exist_ok=True)
+                download_prefix(self._s3, s3_input["S3Uri"], destination, shard=shard if sharded else (0, 1))
+        config = instance.root / "opt/ml/config"
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "processingjobconfig.json").write_text(json.dumps(request, default=str))
+        # The file's documented fields (SageMaker developer guide, "How Amazon SageMaker Processing Configures
+        # Your Processing Container").
+        (config / "resourceconfig.json").write_text(json.dumps({"current_host": instance.host, "hosts": hosts}))
+        for output in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            Path(instance.local(output["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
+
+        app = request["AppSpecification"]
+        command = [
+            str(instance.local(part)) for part in app.get("ContainerEntrypoint", []) + app.get("ContainerArguments", [])
+        ]
+        if command and command[0] in ("python", "python3"):
+            # The image's interpreter: a venv with its Python version and packages (processing/image.json).
+            command[0] = self._python or str(ensure_processing_env())
+        environment = {"PATH": os.environ.get("PATH", ""), **request.get("Environment", {})}
+        timeout = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 3600)
+        try:
+            finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
+            instance.exit_code, instance.stderr = finished.returncode, finished.stderr
+        except subprocess.TimeoutExpired:
+            instance.exit_code, instance.stderr = -1, f"stopped after MaxRuntimeInSeconds={timeout}"
+        message_file = instance.root / "opt/ml/output/message"
+        instance.message = message_file.read_text()[:1024].strip() if message_file.exists() else ""

@@ -14,9 +14,10 @@
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +31,7 @@ from labelflow_processing.background import ordered_map
 from labelflow_processing.config import FatalInputError, FeatureSpec, Spec, TooManyRejectedError
 from labelflow_processing.readers import InputFile, RawBatch, Rejection, read_batches
 from labelflow_processing.selection import Observed
+from labelflow_processing.shards import Shard
 from labelflow_processing.state import drift, fit_state, parse_state
 from labelflow_processing.transforms import FeatureStats, apply_numeric, encode, encoded_outputs
 
@@ -203,20 +205,29 @@ class Scratch:
                 yield batch.select(columns) if columns else batch
 
 
-def run_files(
+@dataclass
+class Scanned:
+    """The input scanned: what the scan found, the accepted rows on disk, where rejections and spills go."""
+
+    scan: Scan
+    scratch: Scratch
+    rejected_out: IO[str]
+    spill: Callable[[], IO[bytes]]
+
+
+@contextmanager
+def scanned(
     files: list[InputFile],
-    spec: Spec,
-    default_event_time: str | None,
-    state: bytes | None,
-    output_dir: Path,
-    load_model: Any,
-) -> RunResult:
-    """Process the files into output_dir's records.jsonl and rejected.jsonl."""
-    scanner = Scanner(spec, default_event_time, fitting=state is None)
+    scanner: Scanner,
+    scratch_root: Path,
+    rejected: Path | None,
+    line_offset: int = 0,
+) -> Iterator[Scanned]:
+    """Scan the files into a scratch file under `scratch_root`, rejections to `rejected` (None: dropped)."""
     # Scratch space beside the output folder: on SageMaker that is the job's storage volume, not the container's.
     with (
-        tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=".labelflow-scratch-") as scratch_dir,
-        (output_dir / "rejected.jsonl").open("w", encoding="utf-8") as rejected_out,
+        tempfile.TemporaryDirectory(dir=scratch_root, prefix=".labelflow-scratch-") as scratch_dir,
+        open(rejected or os.devnull, "w", encoding="utf-8") as rejected_out,
         ExitStack() as spills,
     ):
 
@@ -224,25 +235,47 @@ def run_files(
             return spills.enter_context(tempfile.TemporaryFile(dir=scratch_dir))
 
         scratch = Scratch(Path(scratch_dir) / "rows.arrow", scanner.layout.schema())
-        scan = _scan(files, spec, scanner, scratch, rejected_out, spill)
+        scan = _scan(files, scanner.spec, scanner, scratch, rejected_out, spill, line_offset)
         scratch.close()
-        if scan.records_in == 0:
-            raise FatalInputError("input has no data rows")
-        check_rejected_share(files, spec, scan.records_in, scan.rejected)
-        duplicates = _duplicates(scan.id_hashes, scratch, rejected_out)
-        scan.id_hashes.close()
+        yield Scanned(scan, scratch, rejected_out, spill)
+
+
+def run_files(
+    files: list[InputFile],
+    spec: Spec,
+    default_event_time: str | None,
+    state: bytes | None,
+    output_dir: Path,
+    load_model: Any,
+    shard: Shard | None = None,
+) -> RunResult:
+    """Process the files into output_dir's records.jsonl and rejected.jsonl.
+
+    A part of a sharded input (`shard`) is checked against the whole by the caller: its own rejected share is
+    not the input's.
+    """
+    scanner = Scanner(spec, default_event_time, fitting=state is None)
+    offset = shard.line_offset if shard else 0
+    with scanned(files, scanner, output_dir.parent, output_dir / "rejected.jsonl", offset) as found:
+        scan = found.scan
+        if shard is None:
+            if scan.records_in == 0:
+                raise FatalInputError("input has no data rows")
+            check_rejected_share(files, spec, scan.records_in, scan.rejected)
+        duplicates = _duplicates(found.scan.id_hashes, found.scratch, found.rejected_out, shard)
         stats = scan.stats
         if len(duplicates):
             _clear_observed(stats)
-            stats = _observe(spec, scratch, duplicates, state is None, spill)
+            stats = _observe(spec, found.scratch, duplicates, state is None, found.spill)
         state_bytes = fit_state(spec, stats) if state is None else state
         _clear_observed(stats)
         states = parse_state(state_bytes, spec)
         model = load_model()
         with (output_dir / "records.jsonl").open("wb") as records_out:
             formatter = Formatter(spec, states, duplicates, model)
-            written, late, predicted = _write(formatter, scratch, records_out, rejected_out)
-        check_rejected_share(files, spec, scan.records_in, scan.rejected + len(duplicates) + late)
+            written, late, predicted = _write(formatter, found.scratch, records_out, found.rejected_out)
+        if shard is None:
+            check_rejected_share(files, spec, scan.records_in, scan.rejected + len(duplicates) + late)
     return RunResult(
         records_in=scan.records_in,
         records_out=written,
@@ -253,6 +286,47 @@ def run_files(
         predicted=predicted,
         model=model,
     )
+
+
+@dataclass
+class PartIds:
+    """A part as the scan pass sees it: rows read and rejected, and the accepted rows' id hash pairs."""
+
+    records_in: int
+    rejected: int
+    ids: np.ndarray
+
+
+def scan_ids(files: list[InputFile], spec: Spec, default_event_time: str | None, scratch_root: Path) -> PartIds:
+    """Check every row and hash the accepted rows' ids, in row order (the scan pass of a sharded input)."""
+    scanner = Scanner(spec, default_event_time, fitting=False)
+    with scanned(files, scanner, scratch_root, None) as found:
+        pairs = [record_ids.pair_hashes(batch.column(0)) for batch in found.scratch.batches([RECORD_ID])]
+        _clear_observed(found.scan.stats)
+        ids = np.concatenate(pairs) if pairs else np.empty((0, 2), np.uint64)
+        return PartIds(found.scan.records_in, found.scan.rejected, ids)
+
+
+def part_stats(
+    files: list[InputFile],
+    spec: Spec,
+    default_event_time: str | None,
+    fitting: bool,
+    scratch_root: Path,
+    shard: Shard,
+    keep: Callable[[dict[str, FeatureStats]], None],
+) -> None:
+    """The statistics of a part's accepted rows that are not duplicates in the whole input, handed to `keep`
+    while their spilled values are still there."""
+    scanner = Scanner(spec, default_event_time, fitting)
+    with scanned(files, scanner, scratch_root, None, shard.line_offset) as found:
+        duplicates = _duplicates(found.scan.id_hashes, found.scratch, found.rejected_out, shard)
+        stats = found.scan.stats
+        if len(duplicates):
+            _clear_observed(stats)
+            stats = _observe(spec, found.scratch, duplicates, fitting, found.spill)
+        keep(stats)
+        _clear_observed(stats)
 
 
 def check_rejected_share(files: list[InputFile], spec: Spec, read: int, rejected: int) -> None:
@@ -283,7 +357,7 @@ def _write_rejections(handle: IO[str], rejected: list[Rejection]) -> None:
     )
 
 
-def _run_stats(spec: Spec, fitting: bool, spill: Callable[[], IO[bytes]]) -> dict[str, FeatureStats]:
+def run_stats(spec: Spec, fitting: bool, spill: Callable[[], IO[bytes]]) -> dict[str, FeatureStats]:
     """Empty statistics for a whole input, a median's values spilled to a file that `spill` opens."""
     stats = {}
     for feature in spec.features:
@@ -310,11 +384,18 @@ class Scan:
 
 
 def _scan(
-    files: list[InputFile], spec: Spec, scanner: Scanner, scratch: Scratch, out: IO[str], spill: Callable[[], IO[bytes]]
+    files: list[InputFile],
+    spec: Spec,
+    scanner: Scanner,
+    scratch: Scratch,
+    out: IO[str],
+    spill: Callable[[], IO[bytes]],
+    line_offset: int = 0,
 ) -> Scan:
-    scan = Scan(_run_stats(spec, scanner.fitting, spill), spill())
+    scan = Scan(run_stats(spec, scanner.fitting, spill), spill())
     for file in files:
-        for checked in ordered_map(scanner.check, read_batches(file, spec.required_columns)):
+        batches = _shifted(read_batches(file, spec.required_columns), line_offset)
+        for checked in ordered_map(scanner.check, batches):
             scan.records_in += checked.read
             scan.rejected += len(checked.rejected)
             _write_rejections(out, checked.rejected)
@@ -330,8 +411,32 @@ def _scan(
     return scan
 
 
-def _duplicates(id_hashes: IO[bytes], scratch: Scratch, out: IO[str]) -> np.ndarray:
-    """Rows whose record id an earlier accepted row has, sorted; each is written to rejected.jsonl."""
+def _shifted(batches: Iterator[RawBatch], offset: int) -> Iterator[RawBatch]:
+    """The batches with lines counted from the start of the whole input, whose earlier parts hold `offset`."""
+    for batch in batches:
+        if offset:
+            rejected = [Rejection(r.line + offset, r.record_id, r.reason) for r in batch.rejected]
+            batch = RawBatch(batch.columns, batch.lines + offset, rejected)
+        yield batch
+
+
+def _duplicates(id_hashes: IO[bytes], scratch: Scratch, out: IO[str], shard: Shard | None = None) -> np.ndarray:
+    """Rows whose record id an earlier accepted row has (in an earlier part too), sorted; each is written to
+    rejected.jsonl."""
+    rows = _repeated_rows(id_hashes, scratch)
+    if shard is not None and len(shard.earlier_ids):
+        rows = np.union1d(rows, np.flatnonzero(record_ids.seen_before(shard.earlier_ids, shard.own_ids)))
+    if not len(rows):
+        return np.empty(0, dtype=np.int64)
+    for batch in scratch.batches([ROW, LINE, RECORD_ID]):
+        hit = batch.filter(pa.array(np.isin(batch.column(0).to_numpy(), rows)))
+        pairs = zip(hit.column(1).to_pylist(), hit.column(2).to_pylist(), strict=True)
+        _write_rejections(out, [Rejection(line, rid, rejections.DUPLICATE) for line, rid in pairs])
+    return rows.astype(np.int64)
+
+
+def _repeated_rows(id_hashes: IO[bytes], scratch: Scratch) -> np.ndarray:
+    """Rows whose record id an earlier accepted row of the scratch file has, sorted."""
     repeated = record_ids.repeated(id_hashes)
     if not len(repeated):
         return np.empty(0, dtype=np.int64)
@@ -339,22 +444,11 @@ def _duplicates(id_hashes: IO[bytes], scratch: Scratch, out: IO[str]) -> np.ndar
     candidates = record_ids.rows_with(id_hashes, repeated)
     taken = [
         batch.filter(pa.array(np.isin(batch.column(0).to_numpy(), candidates)))
-        for batch in scratch.batches([ROW, LINE, RECORD_ID])
+        for batch in scratch.batches([ROW, RECORD_ID])
     ]
-    taken = [batch for batch in taken if batch.num_rows]
-    later = record_ids.later_occurrences(pa.chunked_array([batch.column(2) for batch in taken], pa.string()))
-    is_later = np.zeros(len(candidates), dtype=bool)
-    is_later[later] = True
-    start = 0
-    for batch in taken:
-        hit = is_later[start : start + batch.num_rows]
-        start += batch.num_rows
-        if hit.any():
-            found = batch.filter(pa.array(hit))
-            pairs = zip(found.column(1).to_pylist(), found.column(2).to_pylist(), strict=True)
-            _write_rejections(out, [Rejection(line, rid, rejections.DUPLICATE) for line, rid in pairs])
-    duplicates: np.ndarray = candidates[later]
-    return duplicates
+    ids = pa.chunked_array([batch.column(1) for batch in taken if batch.num_rows], pa.string())
+    later: np.ndarray = candidates[record_ids.later_occurrences(ids)]
+    return later
 
 
 def _kept(batch: pa.RecordBatch, duplicates: np.ndarray) -> pa.RecordBatch:
@@ -368,7 +462,7 @@ def _observe(
     spec: Spec, scratch: Scratch, duplicates: np.ndarray, fitting: bool, spill: Callable[[], IO[bytes]]
 ) -> dict[str, FeatureStats]:
     """The feature statistics of the scratch rows that are not duplicates."""
-    stats = _run_stats(spec, fitting, spill)
+    stats = run_stats(spec, fitting, spill)
     for batch in scratch.batches():
         batch = _kept(batch, duplicates)
         for feature in spec.features:

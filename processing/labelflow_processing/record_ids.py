@@ -15,11 +15,14 @@ from labelflow_processing.values import text_buffers
 # Byte positions with their own random table; later bytes reuse them cyclically (collisions are re-checked).
 POSITIONS = 64
 _TABLE = np.random.default_rng(0x1ABE1F10).integers(0, 2**64, size=POSITIONS * 256, dtype=np.uint64)
+# A second, independent table: ids of different parts of a sharded input are compared by both hashes (128 bits),
+# as their texts are not at hand together.
+_SECOND_TABLE = np.random.default_rng(0x5EC0D).integers(0, 2**64, size=POSITIONS * 256, dtype=np.uint64)
 _LENGTH = np.uint64(0x9E3779B97F4A7C15)
 CHUNK_BYTES = 8 << 20
 
 
-def hashes(ids: pa.Array) -> np.ndarray:
+def hashes(ids: pa.Array, table: np.ndarray = _TABLE) -> np.ndarray:
     """A 64-bit hash of each id's UTF-8 bytes."""
     offsets, data = text_buffers(ids)
     starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
@@ -27,12 +30,28 @@ def hashes(ids: pa.Array) -> np.ndarray:
         return np.empty(0, np.uint64)
     data = data[offsets[0] : offsets[-1]]
     position = np.arange(len(data)) - np.repeat(starts, lengths)
-    terms = _TABLE[(position % POSITIONS) * 256 + data]
+    terms = table[(position % POSITIONS) * 256 + data]
     # reduceat needs every start inside the array; an empty id's start may be its end.
     folded = np.bitwise_xor.reduceat(np.append(terms, np.uint64(0)), starts)
     folded[lengths == 0] = 0
     result: np.ndarray = folded ^ lengths.astype(np.uint64) * _LENGTH
     return result
+
+
+def pair_hashes(ids: pa.Array) -> np.ndarray:
+    """Two independent 64-bit hashes of each id, one row per id."""
+    return np.column_stack([hashes(ids), hashes(ids, _SECOND_TABLE)])
+
+
+def seen_before(earlier: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Which of `own`'s hash pairs are among `earlier`'s (both n x 2)."""
+    found = np.isin(own[:, 0], earlier[:, 0])
+    if found.any():
+        # Only ids whose first hash matches are compared on the second: a handful, as Python pairs.
+        matching = earlier[np.isin(earlier[:, 0], own[found, 0])]
+        known = set(zip(matching[:, 0].tolist(), matching[:, 1].tolist(), strict=True))
+        found[found] = [pair in known for pair in zip(own[found, 0].tolist(), own[found, 1].tolist(), strict=True)]
+    return found
 
 
 def repeated(spill: IO[bytes]) -> np.ndarray:

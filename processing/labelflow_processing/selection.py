@@ -50,8 +50,12 @@ class Observed:
     @classmethod
     def of(cls, values: np.ndarray) -> Observed:
         """A batch's values, held in memory."""
+        return cls.of_keys(sort_keys(values))
+
+    @classmethod
+    def of_keys(cls, keys: np.ndarray) -> Observed:
+        """Values already turned into keys (another shard's, read back), held in memory."""
         observed = cls()
-        keys = sort_keys(values)
         observed.count = len(keys)
         observed.histogram = _histogram(keys, 64 - BITS)
         observed._parts.append(keys)
@@ -80,6 +84,10 @@ class Observed:
             return self._select(middle)
         # Halves first: the sum of two huge values would overflow.
         return self._select(middle - 1) * 0.5 + self._select(middle) * 0.5
+
+    def key_chunks(self) -> Iterator[np.ndarray]:
+        """The values' keys, a chunk at a time."""
+        return self._keys()
 
     def _keys(self) -> Iterator[np.ndarray]:
         if self._spill is None:

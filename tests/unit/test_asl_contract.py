@@ -104,6 +104,10 @@ def test_result_selectors_read_only_members_sagemaker_always_returns(sagemaker: 
             continue
         output = sagemaker.operation_model(DESCRIBE_OF[state["Resource"]]).output_shape
         assert output is not None
+        if "ResultSelector" not in state:
+            # A job run for its outputs in S3 only: its result is dropped, no member of it is read
+            assert state["ResultPath"] is None, state_name
+            continue
         for field, path in state["ResultSelector"].items():
             assert field.endswith(".$") and path.startswith("$.")
             # Then every member on the path is required: an absent one fails the state with States.Runtime,
@@ -175,3 +179,69 @@ def test_label_studio_waits_on_a_task_token_with_a_heartbeat_and_a_timeout() -> 
         "manifest_uri",
     }
     assert other["ErrorEquals"] == ["States.ALL"] and iteration[other["Next"]]["Type"] == "Fail"
+
+
+@pytest.fixture(scope="module")
+def emr_serverless() -> ServiceModel:
+    return botocore.session.get_session().get_service_model("emr-serverless")
+
+
+def camel(member: str) -> str:
+    """Step Functions' PascalCase member name as the API spells it (ApplicationId -> applicationId)."""
+    return member[0].lower() + member[1:]
+
+
+def test_planning_chooses_the_engine_before_the_processing_job() -> None:
+    # Given the states after the cache check
+    processed_already = ASL["States"]["ProcessedAlready"]
+    choose = ASL["States"]["ChooseEngine"]
+    # Then a cache miss chooses the engine: Spark when the plan says so, else on to the Processing job
+    assert processed_already["Default"] == "ChooseEngine"
+    (spark,) = choose["Choices"]
+    assert spark["Next"] == "RunSparkJob"
+    assert {"Variable": "$.plan.engine", "StringEquals": "spark"} in spark["And"]
+    # (a plan without an engine, as planned before the Spark engine, goes to the Processing job)
+    assert {"Variable": "$.plan.engine", "IsPresent": True} in spark["And"]
+    after, seen = choose["Default"], set()
+    while after != "Process":
+        assert after not in seen and after != "RunSparkJob", after
+        seen.add(after)
+        after = ASL["States"][after].get("Default") or ASL["States"][after]["Next"]
+
+
+def test_the_spark_job_sends_start_job_run_members_and_reads_what_get_job_run_always_returns(
+    emr_serverless: ServiceModel,
+) -> None:
+    # Given the Spark task
+    task = ASL["States"]["RunSparkJob"]
+    start = emr_serverless.operation_model("StartJobRun").input_shape
+    job_run = emr_serverless.shape_for("JobRun")
+    assert isinstance(start, StructureShape) and isinstance(job_run, StructureShape)
+    # Then it is the .sync integration, and every parameter is a StartJobRun member, the required ones included
+    assert task["Resource"] == "arn:aws:states:::emr-serverless:startJobRun.sync"
+    sent = {camel(key.removesuffix(".$")) for key in task["Parameters"]}
+    assert sent <= set(start.members) and set(start.required_members) <= sent
+    assert task["Parameters"]["ApplicationId"] == "${SparkApplicationId}"
+    assert task["Parameters"]["ExecutionRoleArn"] == "${SparkJobRoleArn}"
+    # And the result keeps what Process keeps, from members GetJobRun's jobRun always has (the .sync output)
+    assert task["ResultPath"] == "$.processing" and task["Next"] == "RouteByConfidence"
+    assert set(task["ResultSelector"]) == set(ASL["States"]["Process"]["ResultSelector"])
+    for path in task["ResultSelector"].values():
+        member = camel(path.removeprefix("$."))
+        assert member in job_run.required_members, path
+    # And a failure is recorded in run.json like the Processing job's
+    (catch,) = task["Catch"]
+    assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+
+
+def test_the_spark_job_retries_only_transient_emr_serverless_errors(emr_serverless: ServiceModel) -> None:
+    # Given the Spark task's retried errors and StartJobRun's modeled errors
+    modeled = {shape.name for shape in emr_serverless.operation_model("StartJobRun").error_shapes}
+    retried = [name for rule in ASL["States"]["RunSparkJob"]["Retry"] for name in rule["ErrorEquals"]]
+    # Then each is the service's internal error or throttling, prefixed as the integration raises them
+    assert retried and all(name.startswith("EMRServerless.") for name in retried)
+    for name in retried:
+        exception = name.removeprefix("EMRServerless.")
+        assert exception == "ThrottlingException" or (exception in modeled and exception == "InternalServerException")
+    # And a job run that fails (States.TaskFailed) is never started again by a Retry
+    assert "States.TaskFailed" not in retried and "States.ALL" not in retried

@@ -15,6 +15,7 @@ from botocore.model import StringShape
 
 from labelflow.errors import FeatureGroupNotReady
 from labelflow.models.settings import PlanSettings
+from labelflow.spark_planning import SPARK_PYTHON
 from labelflow_local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,16 +185,21 @@ def test_state_machine_may_invoke_every_workflow_function(resources: dict[str, A
     assert called <= invokable
 
 
-def test_state_machine_passes_only_the_sagemaker_role_to_sagemaker(resources: dict[str, Any]) -> None:
+def test_state_machine_passes_each_job_role_only_to_its_service(resources: dict[str, Any]) -> None:
     # Given the state machine's IAM statements
     statements = list(iter_statements(resources["LabelingStateMachine"]["Properties"]["Policies"]))
     # When the iam:PassRole grants are selected
     pass_role = [s for s in statements if "iam:PassRole" in as_list(s["Action"])]
-    # Then the only role passed is the SageMaker execution role, and only to SageMaker
-    assert pass_role
-    for statement in pass_role:
-        assert as_list(statement["Resource"]) == [{"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}]
-        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    # Then the SageMaker execution role goes only to SageMaker, the Spark job role only to EMR Serverless
+    passed = {
+        statement["Resource"]["Fn::GetAtt"][0]: statement["Condition"]["StringEquals"]["iam:PassedToService"]
+        for statement in pass_role
+    }
+    assert len(passed) == len(pass_role)
+    assert passed == {
+        "SageMakerExecutionRole": "sagemaker.amazonaws.com",
+        "SparkJobRole": "emr-serverless.amazonaws.com",
+    }
 
 
 STACK_FEATURE_GROUPS = {
@@ -564,3 +570,132 @@ def test_label_studio_parameters_default_to_values_their_patterns_accept(templat
     schedule = template["Parameters"]["LabelStudioPollSchedule"]["AllowedPattern"]
     assert not re.fullmatch(schedule.strip("^$"), "rate(60 minutes)")
     assert not re.fullmatch(schedule.strip("^$"), "rate(1 minutes)")
+
+
+# ------------------------------------------------------------------ the Spark engine (EMR Serverless)
+SPARK_APPLICATION_ARN = (
+    "arn:${AWS::Partition}:emr-serverless:${AWS::Region}:${AWS::AccountId}:/applications/${SparkApplication}"
+)
+
+
+def spark_statements(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The state machine's statements that only exist with the Spark engine (Fn::If on SparkEngineEnabled)."""
+    found = {}
+    for entry in resources["LabelingStateMachine"]["Properties"]["Policies"]:
+        for statement in entry.get("Statement", []) if isinstance(entry, dict) else []:
+            if "Fn::If" in statement:
+                condition, statement_if, otherwise = statement["Fn::If"]
+                assert (condition, otherwise) == ("SparkEngineEnabled", {"Ref": "AWS::NoValue"})
+                found[statement_if["Sid"]] = statement_if
+    return found
+
+
+def test_the_spark_application_exists_only_with_an_image_and_stops_when_idle(template: dict[str, Any]) -> None:
+    # Given the EMR Serverless application
+    (name, application), *others = resources_of_type(template["Resources"], "AWS::EMRServerless::Application").items()
+    properties = application["Properties"]
+    # Then there is one, deployed only with a Spark image, and it runs that image
+    assert not others and application["Condition"] == "SparkEngineEnabled"
+    assert template["Conditions"]["SparkEngineEnabled"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SparkImageUri"}, ""]}]}
+    assert properties["Type"] == "SPARK" and properties["ImageConfiguration"] == {"ImageUri": {"Ref": "SparkImageUri"}}
+    # And its release is an emr-7 one (Spark 3.5, as pyspark in the tests)
+    release = template["Parameters"]["SparkReleaseLabel"]
+    assert re.fullmatch(release["AllowedPattern"], release["Default"]) and release["Default"].startswith("emr-7.")
+    # And it starts on a job run and stops after a few idle minutes (1 to 10080: botocore's emr-serverless model)
+    assert properties["AutoStartConfiguration"] == {"Enabled": True}
+    stop = properties["AutoStopConfiguration"]
+    assert stop["Enabled"] is True and 1 <= stop["IdleTimeoutMinutes"] <= 15
+    # And its capacity is bounded by parameters
+    assert properties["MaximumCapacity"] == {
+        "Cpu": {"Fn::Sub": "${SparkMaximumVcpu} vCPU"},
+        "Memory": {"Fn::Sub": "${SparkMaximumMemoryGB} GB"},
+    }
+    assert template["Outputs"]["SparkApplicationId"]["Value"] == {"Ref": name}
+
+
+def test_the_spark_job_role_reads_run_inputs_and_code_and_writes_only_processed_and_logs(
+    resources: dict[str, Any],
+) -> None:
+    # Given the Spark job's runtime role
+    role = resources["SparkJobRole"]
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    # When its grants are collected (action -> resources)
+    granted: dict[str, set[str]] = {}
+    for statement in iter_statements(role["Properties"]["Policies"]):
+        assert statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"]):
+            for resource in as_list(statement["Resource"]):
+                granted.setdefault(action, set()).add(json.dumps(resource))
+    # Then only EMR Serverless assumes it
+    assert (
+        trust["Principal"] == {"Service": "emr-serverless.amazonaws.com"} and role["Condition"] == "SparkEngineEnabled"
+    )
+    # And it writes only the processed prefixes and the job logs, and deletes only Spark's parts under processed/
+    bucket = "arn:${AWS::Partition}:s3:::${DataBucket}/"
+    assert granted["s3:PutObject"] == {
+        json.dumps({"Fn::Sub": bucket + p}) for p in ("runs/*/processed/*", "runs/*/spark-logs/*")
+    }
+    assert granted["s3:DeleteObject"] == {json.dumps({"Fn::Sub": bucket + "runs/*/processed/*"})}
+    # And it reads the run's inputs, the code and the published states, and nothing else of the bucket
+    assert granted["s3:GetObject"] == {
+        json.dumps({"Fn::Sub": bucket + p}) for p in ("runs/*/input/*", "artifacts/*", "runs/*/processed/*")
+    }
+    assert set(granted) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListBucket",
+    }
+
+
+def test_the_state_machine_may_run_spark_jobs_as_the_step_functions_guide_lists(resources: dict[str, Any]) -> None:
+    # Given the statements the Spark engine adds to the state machine's role
+    statements = spark_statements(resources)
+    # Then StartJobRun is on the application, GetJobRun and CancelJobRun on its job runs
+    assert statements["RunSparkJobs"]["Action"] == "emr-serverless:StartJobRun"
+    assert statements["RunSparkJobs"]["Resource"] == {"Fn::Sub": SPARK_APPLICATION_ARN}
+    watch = statements["WatchSparkJobs"]
+    assert sorted(watch["Action"]) == ["emr-serverless:CancelJobRun", "emr-serverless:GetJobRun"]
+    assert watch["Resource"] == {"Fn::Sub": SPARK_APPLICATION_ARN + "/jobruns/*"}
+    # And the .sync pattern's managed rule is the EMR Serverless job one, by its exact name
+    rule = statements["EmrServerlessSyncRule"]
+    assert rule["Resource"]["Fn::Sub"].endswith(":rule/StepFunctionsGetEventsForEMRServerlessJobRule")
+    assert sorted(rule["Action"]) == ["events:DescribeRule", "events:PutRule", "events:PutTargets"]
+    # And the job role is passed, to EMR Serverless only
+    assert statements["PassSparkJobRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}
+    }
+
+
+def test_planning_and_the_definition_get_the_spark_engine_only_when_deployed(template: dict[str, Any]) -> None:
+    # Given planning's environment and the definition's substitutions
+    env = function_env(template, "PlanProcessingFunction")
+    substitutions = template["Resources"]["LabelingStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    # Then the application and role are named when the engine is deployed, empty otherwise
+    application = {"Fn::If": ["SparkEngineEnabled", {"Ref": "SparkApplication"}, ""]}
+    assert env["EMR_APPLICATION_ID"] == application == substitutions["SparkApplicationId"]
+    assert substitutions["SparkJobRoleArn"] == {
+        "Fn::If": ["SparkEngineEnabled", {"Fn::GetAtt": ["SparkJobRole", "Arn"]}, ""]
+    }
+    # And the size from which auto picks Spark is a parameter
+    assert env["SPARK_ABOVE_BYTES"] == {"Ref": "SparkAboveBytes"}
+    assert template["Parameters"]["SparkAboveBytes"]["MinValue"] == 0
+    # And the image parameter accepts empty (no engine) and ECR URIs only
+    image = template["Parameters"]["SparkImageUri"]
+    assert image["Default"] == "" and re.fullmatch(image["AllowedPattern"], "")
+    assert re.fullmatch(image["AllowedPattern"], "123456789012.dkr.ecr.eu-west-1.amazonaws.com/labelflow-spark:1")
+    assert not re.fullmatch(image["AllowedPattern"], "public.ecr.aws/emr-serverless/spark/emr-7.5.0:latest")
+
+
+def test_the_spark_image_is_built_on_the_applications_release_with_the_python_the_job_names(
+    template: dict[str, Any],
+) -> None:
+    # Given the Spark image's Dockerfile
+    dockerfile = (ROOT / "processing/labelflow_processing/spark/Dockerfile").read_text()
+    # Then its default release is the application's, and it installs the interpreter the job runs on
+    assert f"ARG RELEASE={template['Parameters']['SparkReleaseLabel']['Default']}\n" in dockerfile
+    assert "FROM public.ecr.aws/emr-serverless/spark/${RELEASE}:latest" in dockerfile
+    assert SPARK_PYTHON == "/usr/bin/python3.12" and "dnf install -y python3.12 " in dockerfile
+    # And the processing image's pins, read from processing/image.json, and it runs as hadoop
+    assert "COPY processing/image.json" in dockerfile and dockerfile.rstrip().endswith("USER hadoop:hadoop")

@@ -74,13 +74,17 @@ def run_status(run: WorkflowState, counts: RunCounts | None = None) -> RunStatus
 
 
 def error_message(cause: str) -> str:
-    """The message of a failure's cause, on one line: a Lambda error's errorMessage, a job's FailureReason."""
+    """The message of a failure's cause, on one line: a Lambda error's errorMessage, a processing job's
+    FailureReason, a Spark job run's stateDetails (GetJobRun's JobRun; Step Functions' casing of it is not
+    documented, so both are read)."""
     try:
         payload = json.loads(cause)
     except ValueError:
         payload = None
     if isinstance(payload, dict):
-        cause = str(payload.get("errorMessage") or payload.get("FailureReason") or cause)
+        job_run = payload.get("JobRun") or payload.get("jobRun") or payload
+        details = job_run.get("StateDetails") or job_run.get("stateDetails") if isinstance(job_run, dict) else None
+        cause = str(payload.get("errorMessage") or payload.get("FailureReason") or details or cause)
     first = cause.strip().splitlines()[0] if cause.strip() else "no cause given"
     return first if len(first) <= 300 else first[:297] + "..."
 

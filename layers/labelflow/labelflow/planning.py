@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
@@ -17,10 +19,12 @@ from labelflow.formats import ResolvedInput
 from labelflow.layout import PROCESSED_STATS, PROCESSING_CODE_POINTER, RunLayout, feature_group_name, job_name
 from labelflow.models.artifacts import ProcessingCode
 from labelflow.models.run import ModelLineage
-from labelflow.models.settings import PlanSettings
+from labelflow.models.settings import PlanSettings, load_settings
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import PlanOutput, WorkflowState
+from labelflow.observability import logger
 from labelflow.s3 import S3Location, copy_version, exists, get_json, put_json, sha256_of, uri
+from labelflow.spark_planning import SparkSettings, choose_engine, with_engine
 from labelflow.transform_state import PublishedState, published_state
 
 if TYPE_CHECKING:
@@ -28,6 +32,13 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 CONTAINER_ROOT = "/opt/ml/processing"
+# Bytes read at a time when looking for the record boundary after a cut.
+CUT_WINDOW_BYTES = 64 * 1024
+# A part copied by UploadPartCopy holds at most 5 GiB; all but the last at least 5 MiB (Amazon S3 User Guide,
+# "Amazon S3 multipart upload limits").
+MAX_COPY_PART_BYTES = 5 * 1024**3
+# Encodings in which byte 0x0A is a line feed and never part of another character: a cut after it is a line end.
+_LINE_SAFE_ENCODINGS = frozenset({"utf-8", "utf-8-sig", "ascii", "iso8859-1", "iso8859-15", "cp1252"})
 
 
 def load_processing_code(s3: S3Client, bucket: str) -> ProcessingCode:
@@ -77,6 +88,146 @@ def model_lineage(s3: S3Client, spec: DatasetSpec, model: FrozenObject) -> Model
     )
 
 
+def unsplittable(resolved: ResolvedInput) -> str | None:
+    """Why the input cannot be cut at line ends into parts read on their own; None when it can."""
+    if resolved.gzip:
+        return "a gzip stream is read from its start only"
+    if resolved.format == "parquet":
+        return "a Parquet file's rows are found through its footer"
+    if resolved.format == "csv":
+        return "a CSV value may hold a quoted newline, so a line end is not always a record end"
+    if codecs.lookup(resolved.encoding).name not in _LINE_SAFE_ENCODINGS:
+        return f"in {resolved.encoding} a 0x0A byte is not always a line end"
+    return None
+
+
+def part_count(size: int, resolved: ResolvedInput, settings: PlanSettings) -> tuple[int, str | None]:
+    """How many parts to freeze the input as, and why only one when several instances were asked for."""
+    instances = settings.processing_instance_count
+    if instances == 1:
+        return 1, None
+    if size < settings.processing_shard_min_bytes:
+        return 1, f"{size} bytes is below the sharding floor of {settings.processing_shard_min_bytes} bytes"
+    reason = unsplittable(resolved)
+    return (1, reason) if reason else (instances, None)
+
+
+def line_end(window: bytes) -> int | None:
+    """The offset just past the window's first line feed (a CRLF ends there too), None when it has none."""
+    index = window.find(b"\n")
+    return None if index < 0 else index + 1
+
+
+type ByteReader = Callable[[int, int], bytes]
+
+
+def cut_at(read: ByteReader, target: int, size: int) -> int:
+    """The first line end at or after byte `target`: the byte after a line feed at `target - 1` or later."""
+    start = target - 1
+    while start < size:
+        window = read(start, min(start + CUT_WINDOW_BYTES, size))
+        end = line_end(window)
+        if end is not None:
+            return start + end
+        start += len(window)
+    return size
+
+
+def record_spans(read: ByteReader, size: int, parts: int) -> list[tuple[int, int]]:
+    """Byte ranges [start, end) of about size / parts each, cut at line ends; a range a long record swallowed is
+    dropped, so there may be fewer than `parts`."""
+    cuts = [0, *(cut_at(read, size * index // parts, size) for index in range(1, parts)), size]
+    return [(start, end) for start, end in zip(cuts, cuts[1:], strict=False) if end > start]
+
+
+def _copy_source(source: S3Location, version_id: str | None) -> dict[str, str]:
+    copy_source = {"Bucket": source.bucket, "Key": source.key}
+    if version_id and version_id != "null":
+        copy_source["VersionId"] = version_id
+    return copy_source
+
+
+def ranged_reader(s3: S3Client, source: S3Location, version_id: str | None) -> ByteReader:
+    """Reads bytes [start, end) of exactly this version with one ranged GET."""
+    extra = {"VersionId": version_id} if version_id and version_id != "null" else {}
+
+    def read(start: int, end: int) -> bytes:
+        try:
+            response = s3.get_object(
+                Bucket=source.bucket,
+                Key=source.key,
+                Range=f"bytes={start}-{end - 1}",
+                **extra,  # type: ignore[arg-type]
+            )
+        except ClientError as exc:
+            raise_if_retryable(exc, f"read {source.uri} bytes {start}-{end - 1}")
+            raise
+        return response["Body"].read()
+
+    return read
+
+
+def copy_span(
+    s3: S3Client, source: S3Location, version_id: str | None, span: tuple[int, int], target: S3Location
+) -> None:
+    """Copy bytes [start, end) of the version into their own object server-side, in parts of at most 5 GiB.
+
+    UploadPartCopy's CopySourceRange is `bytes=first-last`, zero-based and inclusive (botocore's s3 model).
+    """
+    start, end = span
+    pieces = -(-(end - start) // MAX_COPY_PART_BYTES)
+    bounds = [start + (end - start) * index // pieces for index in range(pieces + 1)]
+    upload_id = s3.create_multipart_upload(Bucket=target.bucket, Key=target.key)["UploadId"]
+    try:
+        parts = []
+        for number, (first, stop) in enumerate(zip(bounds, bounds[1:], strict=False), start=1):
+            copied = s3.upload_part_copy(
+                Bucket=target.bucket,
+                Key=target.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource=_copy_source(source, version_id),  # type: ignore[arg-type]
+                CopySourceRange=f"bytes={first}-{stop - 1}",
+            )
+            parts.append({"ETag": copied["CopyPartResult"]["ETag"], "PartNumber": number})
+        s3.complete_multipart_upload(
+            Bucket=target.bucket,
+            Key=target.key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+        )
+    except ClientError as exc:
+        _abort(s3, target, upload_id)
+        raise_if_retryable(exc, f"copy {source.uri} bytes {start}-{end - 1}")
+        raise
+
+
+def _abort(s3: S3Client, target: S3Location, upload_id: str) -> None:
+    try:
+        s3.abort_multipart_upload(Bucket=target.bucket, Key=target.key, UploadId=upload_id)
+    except ClientError:
+        # The bucket's AbortIncompleteMultipartUploads lifecycle rule removes the parts later (template.yaml).
+        logger.warning("multipart upload not aborted", extra={"bucket": target.bucket, "key": target.key})
+
+
+def part_key(layout: RunLayout, index: int, filename: str) -> str:
+    """Part `index` of the frozen input: zero-padded folders, so key order is record order."""
+    return layout.input_key(f"{index:03d}/{filename}")
+
+
+def freeze_input(s3: S3Client, run: WorkflowState, layout: RunLayout, parts: int) -> int:
+    """Copy the landed version under the run prefix, as `parts` objects cut at line ends; returns how many."""
+    source = S3Location(run.bucket, run.key)
+    filename = run.key.rsplit("/", 1)[-1]
+    if parts == 1:
+        copy_version(s3, source, run.version_id, S3Location(run.bucket, layout.input_key(filename)))
+        return 1
+    spans = record_spans(ranged_reader(s3, source, run.version_id), run.size, parts)
+    for index, span in enumerate(spans):
+        copy_span(s3, source, run.version_id, span, S3Location(run.bucket, part_key(layout, index, filename)))
+    return len(spans)
+
+
 def cache_key(
     run: WorkflowState,
     code_sha256: str,
@@ -84,6 +235,7 @@ def cache_key(
     model_etag: str | None,
     state: PublishedState | None,
     resolved: ResolvedInput,
+    parts: int = 1,
 ) -> str:
     """Input version × code hash × parameters × applied state: equal keys mean byte-identical processing outputs."""
     material = {
@@ -96,6 +248,9 @@ def cache_key(
         "state": [state.location.key, state.version_id, state.etag] if state else None,
         "default_event_time": run.received_at,
     }
+    if parts > 1:
+        # Each instance names its own outputs, so the files differ though the records do not.
+        material["parts"] = parts
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -130,10 +285,15 @@ def processing_job_request(
     settings: PlanSettings,
     state: PublishedState | None,
     resolved: ResolvedInput,
+    parts: int = 1,
 ) -> dict[str, Any]:
-    """CreateProcessingJob fields (less RoleArn, which the state machine adds)."""
+    """CreateProcessingJob fields (less RoleArn, which the state machine adds).
 
-    def s3_input(name: str, s3_uri: str) -> dict[str, Any]:
+    With several parts, each instance downloads only some of them (ShardedByS3Key); every other input is
+    replicated to every instance.
+    """
+
+    def s3_input(name: str, s3_uri: str, distribution: str = "FullyReplicated") -> dict[str, Any]:
         return {
             "InputName": name,
             "S3Input": {
@@ -141,13 +301,13 @@ def processing_job_request(
                 "LocalPath": f"{CONTAINER_ROOT}/input/{name}",
                 "S3DataType": "S3Prefix",
                 "S3InputMode": "File",
-                "S3DataDistributionType": "FullyReplicated",
+                "S3DataDistributionType": distribution,
                 "S3CompressionType": "None",
             },
         }
 
     inputs = [
-        s3_input("data", uri(run.bucket, layout.input_key(""))),
+        s3_input("data", uri(run.bucket, layout.input_key("")), "ShardedByS3Key" if parts > 1 else "FullyReplicated"),
         s3_input("spec", uri(run.bucket, layout.spec_key.rsplit("/", 1)[0] + "/")),
         s3_input("code", code.s3_prefix),
     ]
@@ -188,6 +348,68 @@ def processing_job_request(
     }
 
 
+class ShardPasses(NamedTuple):
+    """The jobs a sharded input needs: a scan and a stats pass before the Process job, which reads both."""
+
+    scan_job: dict[str, Any]
+    stats_job: dict[str, Any]
+    processing_job: dict[str, Any]
+
+
+def shard_passes(request: dict[str, Any], processed_uri: str, names: tuple[str, str]) -> ShardPasses:
+    """From the Process job's request over a sharded input: the scan pass (ids and counts of every part), the stats
+    pass (each part's statistics without the whole input's duplicates), and the Process job given both, every
+    instance reading every part's files (processing's labelflow_processing/shards.py); `names` are the passes' job
+    names."""
+
+    def folder_input(name: str) -> dict[str, Any]:
+        return {
+            "InputName": name,
+            "S3Input": {
+                "S3Uri": f"{processed_uri}{name}/",
+                "LocalPath": f"{CONTAINER_ROOT}/input/{name}",
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+                "S3CompressionType": "None",
+            },
+        }
+
+    def variant(name: str, arguments: list[str], inputs: list[dict[str, Any]], output: str) -> dict[str, Any]:
+        app = request["AppSpecification"]
+        config = request["ProcessingOutputConfig"]
+        outputs = [{**item, "S3Output": {**item["S3Output"], "S3Uri": output}} for item in config["Outputs"]]
+        return {
+            **request,
+            "ProcessingJobName": name,
+            "AppSpecification": {**app, "ContainerArguments": [*app["ContainerArguments"], *arguments]},
+            "ProcessingInputs": [*request["ProcessingInputs"], *inputs],
+            "ProcessingOutputConfig": {**config, "Outputs": outputs},
+        }
+
+    scan_dir, stats_dir = f"{CONTAINER_ROOT}/input/scan", f"{CONTAINER_ROOT}/input/stats"
+    return ShardPasses(
+        scan_job=variant(names[0], ["--shard-pass", "scan"], [], f"{processed_uri}scan/"),
+        stats_job=variant(
+            names[1],
+            ["--shard-pass", "stats", "--scan-dir", scan_dir],
+            [folder_input("scan")],
+            f"{processed_uri}stats/",
+        ),
+        processing_job={
+            **request,
+            "AppSpecification": {
+                **request["AppSpecification"],
+                "ContainerArguments": [
+                    *request["AppSpecification"]["ContainerArguments"],
+                    *("--scan-dir", scan_dir, "--stats-dir", stats_dir),
+                ],
+            },
+            "ProcessingInputs": [*request["ProcessingInputs"], folder_input("scan"), folder_input("stats")],
+        },
+    )
+
+
 def plan_processing(run: WorkflowState, s3: S3Client, sagemaker: SageMakerClient, settings: PlanSettings) -> PlanOutput:
     """Validate the landed object against its spec, ready its feature group, freeze inputs, and plan the job."""
     layout = RunLayout(run.dataset, run.run_id)
@@ -203,27 +425,40 @@ def plan_processing(run: WorkflowState, s3: S3Client, sagemaker: SageMakerClient
         FeatureStoreConfig(settings.feature_store_role_arn, settings.offline_store_s3_uri),
     )
     state_lineage, state = published_state(s3, run.bucket, spec)
-    key = cache_key(run, code.sha256, spec, model.etag if model else None, state, resolved)
+    engine = choose_engine(spec, run.size, load_settings(SparkSettings))
+    requested, single_because = (
+        (1, "the Spark engine splits the input itself")
+        if engine == "spark"
+        else part_count(run.size, resolved, settings)
+    )
+    parts = requested
+    if single_because:
+        logger.info("input frozen as one part", extra={"run_id": run.run_id, "reason": single_because})
+    key = cache_key(run, code.sha256, spec, model.etag if model else None, state, resolved, requested)
     processed_prefix = layout.processed_prefix(key)
     cache_hit = exists(s3, run.bucket, processed_prefix + PROCESSED_STATS)
 
     filename = run.key.rsplit("/", 1)[-1]
     if not cache_hit:
         # Jobs read copies of exactly these versions under the run prefix, never the mutable keys.
-        copy_version(
-            s3, S3Location(run.bucket, run.key), run.version_id, S3Location(run.bucket, layout.input_key(filename))
-        )
+        parts = freeze_input(s3, run, layout, parts)
         if model is not None:
             frozen_model = S3Location(run.bucket, layout.model_key(model.key.rsplit("/", 1)[-1]))
             copy_version(s3, S3Location(model.bucket, model.key), model.version_id, frozen_model)
     spec_uri = put_json(s3, run.bucket, layout.spec_key, spec)
     processed_uri = uri(run.bucket, processed_prefix)
-    return PlanOutput(
+    job = processing_job_request(run, layout, code, spec, processed_uri, key, settings, state, resolved, parts)
+    names = (
+        job_name("lf", run.dataset, run.run_id, key[:8], "scan"),
+        job_name("lf", run.dataset, run.run_id, key[:8], "stats"),
+    )
+    passes = shard_passes(job, processed_uri, names) if parts > 1 else None
+    plan = PlanOutput(
         dataset=run.dataset,
         run_id=run.run_id,
         run_prefix=uri(run.bucket, layout.prefix),
         spec_uri=spec_uri,
-        input_uri=uri(run.bucket, layout.input_key(filename)),
+        input_uri=uri(run.bucket, layout.input_key(filename if requested == 1 else "")),
         code_sha256=code.sha256,
         cache_key=key,
         cache_hit=cache_hit,
@@ -231,5 +466,8 @@ def plan_processing(run: WorkflowState, s3: S3Client, sagemaker: SageMakerClient
         model=lineage,
         feature_group=group,
         transform_state=state_lineage,
-        processing_job=processing_job_request(run, layout, code, spec, processed_uri, key, settings, state, resolved),
+        processing_job=passes.processing_job if passes else job,
+        scan_job=passes.scan_job if passes else None,
+        stats_job=passes.stats_job if passes else None,
     )
+    return with_engine(plan, engine, run, resolved, settings)

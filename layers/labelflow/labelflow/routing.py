@@ -266,12 +266,107 @@ def labeling_job_request(
     }
 
 
-def refuse_if_processing_did(s3: S3Client, processed_uri: str) -> None:
+def refuse_if_processing_did(s3: S3Client, processed_uri: str, max_rejected_share: float = 1.0) -> None:
     """InvalidInputError (the run fails, its input is quarantined) when processing refused the file."""
     processed = S3Location.parse(processed_uri)
+    gather_parts(s3, processed, max_rejected_share)
     stats = ProcessingStats.model_validate(get_json(s3, processed.bucket, processed.key + PROCESSED_STATS))
     if stats.refused:
         raise InvalidInputError(f"{stats.refused} ({processed_uri}{PROCESSED_REJECTED})")
+
+
+# Where the instances of a job over a sharded input write each part's outputs (processing's shards.py).
+PROCESSED_PARTS = "parts/"
+# UploadPartCopy parts: 5 MiB to 5 GiB, the last of any size (Amazon S3 User Guide, "Amazon S3 multipart upload
+# limits").
+MIN_COPY_PART_BYTES = 5 * 1024**2
+MAX_COPY_PART_BYTES = 5 * 1024**3
+
+
+def part_outputs(s3: S3Client, processed: S3Location, name: str) -> list[tuple[str, int]]:
+    """(key, size) of each part's `name` under processed/parts/, in part order: the input's record order."""
+    found: list[tuple[str, int]] = []
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=processed.bucket, Prefix=processed.key + PROCESSED_PARTS
+    )
+    for page in pages:
+        found += [(item["Key"], item["Size"]) for item in page.get("Contents", []) if item["Key"].endswith("/" + name)]
+    return sorted(found)
+
+
+def gather_parts(s3: S3Client, processed: S3Location, max_rejected_share: float) -> None:
+    """Give a sharded job's outputs the one-instance shape its readers expect: records.jsonl and rejected.jsonl
+    joined in part order, then stats.json combined (last, so its presence still means complete). A no-op when
+    stats.json is there."""
+    if exists(s3, processed.bucket, processed.key + PROCESSED_STATS):
+        return
+    reports = [get_json(s3, processed.bucket, key) for key, _ in part_outputs(s3, processed, PROCESSED_STATS)]
+    if not reports:
+        return
+    for name in (PROCESSED_RECORDS, PROCESSED_REJECTED):
+        concatenate(s3, processed.bucket, part_outputs(s3, processed, name), processed.key + name)
+    put_json(s3, processed.bucket, processed.key + PROCESSED_STATS, combined_stats(reports, max_rejected_share))
+
+
+def combined_stats(reports: list[dict[str, Any]], max_rejected_share: float) -> dict[str, Any]:
+    """The parts' stats.json as one: counts summed; state, drift and model are the whole input's in every part.
+
+    The rejected share is checked again on the sums: rows a part rejected while writing (a scaled value out of
+    range) are known only to that part."""
+    predicted: dict[str, int] = {}
+    for report in reports:
+        for label, count in (report.get("predicted_labels") or {}).items():
+            predicted[label] = predicted.get(label, 0) + count
+    combined = {
+        **{field: sum(report[field] for report in reports) for field in ("records_in", "records_out", "rejected")},
+        "state": reports[0]["state"],
+        "drift": reports[0]["drift"],
+        "predicted_labels": predicted,
+        "model": reports[0]["model"],
+        "input_files": [name for report in reports for name in report["input_files"]],
+    }
+    read, rejected = combined["records_in"], combined["rejected"]
+    if read and rejected / read > max_rejected_share:
+        combined["refused"] = (
+            f"{rejected:,} of {read:,} rows were rejected ({rejected / read:.1%}), above the spec's "
+            f"max_rejected_share of {max_rejected_share:g}; see rejected.jsonl for the reasons"
+        )
+    return combined
+
+
+def concatenate(s3: S3Client, bucket: str, sources: list[tuple[str, int]], target: str) -> None:
+    """One object of the sources' bytes, in order: copied server-side when each source can be one multipart part,
+    else streamed through (then the sources are small: some part is below 5 MiB)."""
+    copyable = all(MIN_COPY_PART_BYTES <= size <= MAX_COPY_PART_BYTES for _, size in sources[:-1])
+    if len(sources) > 1 and copyable and 0 < sources[-1][1] <= MAX_COPY_PART_BYTES:
+        upload_id = s3.create_multipart_upload(Bucket=bucket, Key=target)["UploadId"]
+        try:
+            parts = []
+            for number, (key, _) in enumerate(sources, start=1):
+                copied = s3.upload_part_copy(
+                    Bucket=bucket,
+                    Key=target,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": bucket, "Key": key},
+                )
+                parts.append({"ETag": copied["CopyPartResult"]["ETag"], "PartNumber": number})
+            s3.complete_multipart_upload(
+                Bucket=bucket,
+                Key=target,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+            )
+        except BaseException:
+            s3.abort_multipart_upload(Bucket=bucket, Key=target, UploadId=upload_id)
+            raise
+        return
+    joined = StreamedObject(s3, bucket, target)
+    with aborted_on_failure(joined):
+        for key, _ in sources:
+            for line in open_body(s3, bucket, key).iter_lines(READ_CHUNK):
+                joined.write(line)
+        joined.close()
 
 
 def route_by_confidence(
@@ -279,8 +374,8 @@ def route_by_confidence(
 ) -> RoutingOutput:
     """Split the processed records by confidence, then publish the transform state processing fitted, if it did."""
     plan = run.require_plan()
-    refuse_if_processing_did(s3, plan.processed_uri)
     spec = read_run_spec(s3, plan.spec_uri)
+    refuse_if_processing_did(s3, plan.processed_uri, spec.max_rejected_share)
     choice = choose_threshold(s3, run, spec, default_threshold)
     rate = spec.effective_audit_rate
     processed = S3Location.parse(plan.processed_uri)

@@ -6,9 +6,18 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 
-from labelflow.finalizing import EVENT_DETAIL_TYPE, EVENT_SOURCE, build_manifest, error_of, finalize_run, run_status
+from labelflow.finalizing import (
+    EVENT_DETAIL_TYPE,
+    EVENT_SOURCE,
+    build_manifest,
+    error_message,
+    error_of,
+    finalize_run,
+    run_status,
+)
 from labelflow.models.artifacts import ProcessingStats
 from labelflow.models.run import FeatureGroupLineage, RunError, TransformStateLineage
 from labelflow.models.state import (
@@ -349,3 +358,18 @@ def test_a_reingest_that_sent_every_failed_record_makes_the_run_succeed(s3: Any,
     assert (reingest.resent, reingest.previous_status) == (3, "PARTIAL")
     stored = json.loads(s3.get_object(Bucket=bucket, Key=f"runs/reviews/{state.run_id}/run.json")["Body"].read())
     assert stored["status"] == "SUCCEEDED" and json.loads(events.entries[0]["Detail"])["status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        {"ProcessingJobStatus": "Failed", "FailureReason": "the input is gone"},
+        {"JobRun": {"State": "FAILED", "StateDetails": "the input is gone"}},
+        {"jobRun": {"state": "FAILED", "stateDetails": "the input is gone"}},
+    ],
+)
+def test_error_message_reads_a_failed_jobs_reason(cause: dict[str, object]) -> None:
+    # Given a processing job's or a Spark job run's failure as Step Functions passes it on
+    # When its message is read
+    # Then it is the job's own one-line reason
+    assert error_message(json.dumps(cause)) == "the input is gone"

@@ -140,11 +140,9 @@ def test_settings_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings(IngestSettings).max_workers == 16
 
 
-def test_more_than_one_processing_instance_is_refused_until_inputs_are_sharded(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Given a deployment asking for two processing instances
-    plan_environment(monkeypatch, PROCESSING_INSTANCE_COUNT="2")
+def test_more_processing_instances_than_the_api_allows_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a deployment asking for 101 processing instances (CreateProcessingJob allows 1 to 100)
+    plan_environment(monkeypatch, PROCESSING_INSTANCE_COUNT="101")
     # When the settings load / Then the variable is named in the error
     with pytest.raises(ConfigError, match="PROCESSING_INSTANCE_COUNT"):
         load_settings(PlanSettings)

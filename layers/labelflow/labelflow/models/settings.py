@@ -27,8 +27,12 @@ class PlanSettings(BucketSettings):
     # ml.<family>.<size>, families with hyphens too (ml.m7i-flex.large); the exact list is the template's
     # AllowedValues and CreateProcessingJob's enum.
     processing_instance_type: str = Field(alias="PROCESSING_INSTANCE_TYPE", pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
-    # One object per run, replicated to every instance: more than one would repeat the work.
-    processing_instance_count: int = Field(default=1, alias="PROCESSING_INSTANCE_COUNT", ge=1, le=1)
+    # Above 1, an input large enough is cut into as many parts (planning.part_count); at most 100
+    # (ProcessingClusterConfig.InstanceCount in botocore's sagemaker model).
+    processing_instance_count: int = Field(default=1, alias="PROCESSING_INSTANCE_COUNT", ge=1, le=100)
+    # A smaller input stays one part. UploadPartCopy copies a range only of a source above 5 MB (botocore's s3
+    # model, CopySourceRange), hence the lower bound.
+    processing_shard_min_bytes: int = Field(default=256 * 1024**2, alias="PROCESSING_SHARD_MIN_BYTES", ge=8 * 1024**2)
     processing_volume_size_gb: int = Field(default=30, alias="PROCESSING_VOLUME_SIZE_GB", ge=1, le=16_384)
     processing_max_runtime_seconds: int = Field(default=3600, alias="PROCESSING_MAX_RUNTIME_SECONDS", ge=1, le=777_600)
     # The stack name: feature groups are `<prefix>-<dataset>` (layout.feature_group_name), and IAM grants

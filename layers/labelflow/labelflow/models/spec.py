@@ -183,6 +183,7 @@ class LabelingSpec(_Strict):
 
 # The template's ReviewBackend values.
 ReviewBackendName = Literal["groundtruth", "labelstudio"]
+EngineName = Literal["single", "spark", "auto"]
 
 
 class ReviewSpec(_Strict):
@@ -270,6 +271,12 @@ class DatasetSpec(_Strict):
     )
     labeling: LabelingSpec = Field(default=LabelingSpec(), description="what reviewers see, and how many")
     review: ReviewSpec = Field(default=ReviewSpec(), description="the review backend, if not the deployment's")
+    engine: EngineName = Field(
+        default="auto",
+        description="the processing engine: `single` (one SageMaker Processing container), `spark` (a PySpark job "
+        "on the deployment's EMR Serverless application), `auto`: Spark from the deployment's SparkAboveBytes input "
+        "size on, when the deployment has an application",
+    )
     max_rejected_share: float = Field(
         default=DEFAULT_MAX_REJECTED_SHARE,
         ge=0.0,

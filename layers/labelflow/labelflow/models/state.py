@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,6 +39,10 @@ class RunInput(_Payload):
     delivery_id: str | None = None
 
 
+# Where a run's processing runs: one SageMaker Processing job, or Spark on EMR Serverless.
+Engine = Literal["single", "spark"]
+
+
 class PlanOutput(_Payload):
     dataset: str
     run_id: str
@@ -53,6 +57,18 @@ class PlanOutput(_Payload):
     feature_group: FeatureGroupLineage = Field(description="the group ingestion writes to, checked against the spec")
     transform_state: TransformStateLineage = Field(description="the published state processing applies, or none yet")
     processing_job: dict[str, Any] = Field(description="CreateProcessingJob fields, SageMaker-cased")
+    scan_job: dict[str, Any] | None = Field(
+        default=None, description="an input cut into parts: the pass hashing every part's ids before Process"
+    )
+    stats_job: dict[str, Any] | None = Field(
+        default=None, description="an input cut into parts: the pass taking each part's statistics before Process"
+    )
+    engine: Engine = Field(
+        default="single", description="the processing engine: one SageMaker Processing container, or Spark"
+    )
+    spark_job: dict[str, Any] | None = Field(
+        default=None, description="StartJobRun fields, Step Functions-cased (less ApplicationId, ExecutionRoleArn)"
+    )
 
 
 class ProcessingResult(_Payload):

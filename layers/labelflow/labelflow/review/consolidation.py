@@ -3,12 +3,14 @@
 A Dawid–Skene model is fitted to the whole batch by EM: class priors and, per worker, a full confusion matrix (how
 often they answer l when the truth is k), started from majority vote and iterated, with SQUAREM's extrapolation
 between EM steps, until no posterior moves by more than `_TOLERANCE` in one EM step (or `_MAX_ROUNDS` steps). Each
-row of a worker's matrix gets as many pseudo-counts as there are labels, spread like the same row of the crowd's
-pooled matrix: a worker with many answers is read from their own record, one with few like the crowd, so mid-size
-batches (a labeling job holds `labeling.objects_per_job` objects, 1000 by default) get full matrices too. Only
-answers on objects answered more than once are evidence about workers; a batch with fewer than
-`_ANSWERS_PER_WORKER` of them per worker fits nothing: a few answers per worker cannot tell a weak worker from a good
-one, and EM on so little can overturn a clear majority, so such a batch is a majority vote with ties flagged. Objects
+row of a worker's matrix gets as many pseudo-counts as there are labels, spread like the median worker's row: a
+worker with many answers is read from their own record, one with few like a typical worker, so mid-size batches (a
+labeling job holds `labeling.objects_per_job` objects, 1000 by default) get full matrices too. The class prior gets
+`_PRIOR_OBJECTS` pseudo-objects spread like the median worker's answers, so a rare label keeps its share in a few
+hundred objects, where EM alone lets it fade. Only answers on objects answered more than once are evidence about
+workers; a batch with fewer than `_ANSWERS_PER_WORKER` of them per worker fits nothing: a few answers per worker
+cannot tell a weak worker from a good one, and EM on so little can overturn a clear majority, so such a batch is a
+majority vote, its ties flagged and broken toward the workers who agree more often with their co-workers. Objects
 with one answer, or three or more, take the posterior's label: one answer is read through its worker's matrix and
 the class prior, so an adversary's is flipped, a spammer's yields the likelier label, and a rare label stands only
 when its worker seldom gives it wrongly. Objects with two answers take a vote weighted by their workers' fitted
@@ -21,6 +23,7 @@ import itertools
 import json
 import math
 import operator
+import statistics
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +45,12 @@ Method = Literal["dawid-skene", "weighted-vote", "majority-vote"]
 _TOLERANCE = 1e-3
 _MAX_ROUNDS = 100
 _SMOOTHING = 1.0
+# The class prior's pseudo-objects, a labeling job's worth, spread like the median worker's answers (a worker's answers
+# are the truth blurred by their mistakes: between the true prior and uniform, and a spammer is not the median). EM
+# from a majority vote shrinks a rare label's prior and rows together, each through the other, until a few hundred
+# objects hold none of it (bench/consolidation.py, imbalanced 3 + single at 400: prior 0.006 for 0.065). These hold
+# it, and fade where a batch holds several jobs: even a prior fixed at those shares costs 10,000 objects about 0.01.
+_PRIOR_OBJECTS = 1000.0
 # With few answers per worker even one accuracy per worker is noise: from n answers its standard error is about
 # 0.5/sqrt(n), 0.29 at three answers, wide enough to read a good worker as worse than chance and flip their answers.
 # At twelve (200 objects answered thrice by 40 workers) the fit still loses the rarest label (recall 0.00 to 0.10 where
@@ -119,18 +128,49 @@ def consolidate_votes(votes_by_object: dict[str, list[Vote]], categories: list[s
     ]
     enough = _evidence(codes) >= _ANSWERS_PER_WORKER * len(workers)
     fit = _fit(codes, len(workers), len(labels)) if enough and len(labels) > 1 else None
-    reliability = {w: round(accuracy, 4) for w, accuracy in enumerate(fit.accuracy)} if fit else {}
+    if fit is None:
+        agreement = _agreement(codes, len(workers), len(labels))
+        return {oid: _vote(codes[i], labels, agreement) for i, oid in enumerate(objects)}
+    reliability = {w: round(accuracy, 4) for w, accuracy in enumerate(fit.accuracy)}
     return {oid: _decide(i, codes[i], labels, fit, reliability, workers) for i, oid in enumerate(objects)}
 
 
+def _vote(codes: list[int], labels: list[str], agreement: list[float]) -> Consolidated:
+    """The majority; a tie, still flagged, goes to the label whose workers agree more often with their co-workers."""
+    size = len(labels)
+    shares = _shares(codes, size)
+    label, tie = _argmax(shares)
+    if tie:
+        support = [0.0] * size
+        for code in codes:
+            support[code % size] += agreement[code // size]
+        tied = [k for k, share in enumerate(shares) if share >= shares[label] - _TIE]
+        label = max(tied, key=support.__getitem__)
+    return Consolidated(labels[label], round(shares[label], 4), len(codes), "majority-vote", tie)
+
+
+def _agreement(codes: list[list[int]], n_workers: int, size: int) -> list[float]:
+    """Each worker's share of co-workers' answers that matched theirs, smoothed (one in two before any answer)."""
+    # Too few answers to fit anyone, but enough to rank workers: in bench/consolidation.py's balanced 2 + single at
+    # 200 objects, 76 of 200 are 1-1 splits, and breaking them so instead of by category order takes 0.625 to 0.720.
+    agreed = [1.0] * n_workers
+    seen = [2.0] * n_workers
+    for object_codes in codes:
+        if len(object_codes) < _PAIR:
+            continue
+        counts = [0] * size
+        for code in object_codes:
+            counts[code % size] += 1
+        for code in object_codes:
+            agreed[code // size] += (counts[code % size] - 1) / (len(object_codes) - 1)
+            seen[code // size] += 1
+    return [a / n for a, n in zip(agreed, seen, strict=True)]
+
+
 def _decide(
-    i: int, codes: list[int], labels: list[str], fit: _Fit | None, reliability: dict[int, float], workers: list[str]
+    i: int, codes: list[int], labels: list[str], fit: _Fit, reliability: dict[int, float], workers: list[str]
 ) -> Consolidated:
     size = len(labels)
-    if fit is None:
-        shares = _shares(codes, size)
-        label, tie = _argmax(shares)
-        return Consolidated(labels[label], round(shares[label], 4), len(codes), "majority-vote", tie)
     posterior = [column[i] for column in fit.posterior]
     reliabilities = {workers[code // size]: reliability[code // size] for code in codes}
     if len(codes) != _PAIR:
@@ -171,7 +211,7 @@ def _argmax(values: Sequence[float]) -> tuple[int, bool]:
 
 
 def _fit(codes: list[list[int]], n_workers: int, size: int) -> _Fit:
-    """Dawid–Skene EM, with matrices shrunk toward the crowd's, from majority vote to convergence."""
+    """Dawid–Skene EM, with matrices shrunk toward the typical worker's, from majority vote to convergence."""
     # EM runs on the objects ordered by their number of answers, so that each run of equal length is a block.
     order = sorted(range(len(codes)), key=lambda i: len(codes[i]))
     ordered = [codes[i] for i in order]
@@ -180,11 +220,12 @@ def _fit(codes: list[list[int]], n_workers: int, size: int) -> _Fit:
         for code in object_codes:
             objects_by_code[code].append(i)
     blocks = [_Block.of(list(run)) for _, run in itertools.groupby(ordered, key=len)]
+    prior_objects = _prior_objects(objects_by_code, n_workers, size)
     # The pseudo-counts of the latest M-step: SQUAREM compares a jump with an EM step under this one prior.
     pseudo: list[list[float]] = []
 
     def m_step(posterior: list[list[float]]) -> _Params:
-        params, pseudo[:] = _m_step(posterior, objects_by_code, n_workers, size)
+        params, pseudo[:] = _m_step(posterior, objects_by_code, n_workers, prior_objects)
         return params
 
     def objective(likelihood: float, params: _Params) -> float:
@@ -193,7 +234,8 @@ def _fit(codes: list[list[int]], n_workers: int, size: int) -> _Fit:
         matrices = sum(
             pseudo[k][code % size] * math.log(p) for k, row in enumerate(theta) for code, p in enumerate(row)
         )
-        return likelihood + _SMOOTHING * sum(map(math.log, prior)) + matrices
+        classes = sum(count * math.log(p) for count, p in zip(prior_objects, prior, strict=True))
+        return likelihood + classes + matrices
 
     # SQUAREM: two EM steps, a jump along their direction, kept when the objective does not drop. The stopping
     # rule is plain EM's: no posterior moved by `_TOLERANCE` in the first of the two steps.
@@ -223,6 +265,12 @@ def _fit(codes: list[list[int]], n_workers: int, size: int) -> _Fit:
     return _Fit(restored, prior, accuracy, "dawid-skene")
 
 
+def _prior_objects(objects_by_code: list[list[int]], n_workers: int, size: int) -> list[float]:
+    """Each label's pseudo-objects in the class prior: one, plus `_PRIOR_OBJECTS` spread like the median worker's."""
+    answers = [[float(len(objects_by_code[w * size + label])) for label in range(size)] for w in range(n_workers)]
+    return [_SMOOTHING + _PRIOR_OBJECTS * share / size for share in _typical_row(answers)]
+
+
 def _majority_shares(codes: list[list[int]], size: int) -> list[list[float]]:
     columns = [[0.0] * len(codes) for _ in range(size)]
     for i, object_codes in enumerate(codes):
@@ -236,11 +284,12 @@ _Params = tuple[list[float], list[list[float]]]
 
 
 def _m_step(
-    posterior: list[list[float]], objects_by_code: list[list[int]], n_workers: int, size: int
+    posterior: list[list[float]], objects_by_code: list[list[int]], n_workers: int, prior_objects: list[float]
 ) -> tuple[_Params, list[list[float]]]:
-    """Class priors and θ[k][code], the chance that a worker answers the code's label when the truth is k; and the
-    pseudo-counts each row of θ got (`size` of them per row, spread like the crowd's pooled matrix)."""
-    totals = [sum(column) + _SMOOTHING for column in posterior]
+    """Class priors (`prior_objects` are each label's pseudo-objects) and θ[k][code], the chance that a worker answers
+    the code's label when the truth is k; and the pseudo-counts each row of θ got (`size` of them per row)."""
+    size = len(prior_objects)
+    totals = [sum(column) + extra for column, extra in zip(posterior, prior_objects, strict=True)]
     norm = sum(totals)
     prior = [t / norm for t in totals]
     # counts[w][k][l]: expected number of times worker w answered l on objects whose truth is k.
@@ -251,8 +300,7 @@ def _m_step(
         ]
         for w in range(n_workers)
     ]
-    pooled = [[sum(matrix[k][answer] for matrix in counts) + _SMOOTHING for answer in range(size)] for k in range(size)]
-    pseudo = [[_SMOOTHING * size * count / sum(row) for count in row] for row in pooled]
+    pseudo = [_typical_row([matrix[k] for matrix in counts]) for k in range(size)]
     theta = [[0.0] * (n_workers * size) for _ in range(size)]
     for w, matrix in enumerate(counts):
         for k, row in enumerate(matrix):
@@ -261,6 +309,20 @@ def _m_step(
                 (count + prior_count) / row_norm for count, prior_count in zip(row, pseudo[k], strict=True)
             ]
     return (prior, theta), pseudo
+
+
+def _typical_row(rows: list[list[float]]) -> list[float]:
+    """Pseudo-counts, one per label, spread like the median row (smoothed, among rows of at least one count)."""
+    # Not the pooled row: that weighs workers by their answers, so on a rare label's few objects a spammer who always
+    # gives the common label is a large part of it, and every worker's rare row is read as often common.
+    size = len(rows[0])
+    seen = [row for row in rows if sum(row) >= 1.0] or rows
+    typical = [
+        statistics.median((row[answer] + _SMOOTHING / size) / (sum(row) + _SMOOTHING) for row in seen)
+        for answer in range(size)
+    ]
+    norm = sum(typical)
+    return [_SMOOTHING * size * value / norm for value in typical]
 
 
 def _e_step(blocks: list[_Block], prior: list[float], theta: list[list[float]]) -> tuple[list[list[float]], float]:
