@@ -81,7 +81,9 @@ def _s3_actions(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]
         return [("s3:ListBucketVersions", f"arn:aws:s3:::{bucket}")]
     if operation in ("DeleteObject",):
         return [("s3:DeleteObjectVersion" if versioned else "s3:DeleteObject", _s3_object(bucket, key))]
-    if operation == "CopyObject":
+    if operation in ("CopyObject", "UploadPartCopy"):
+        # UploadPartCopy reads the source and writes a part of the destination, like CopyObject (botocore's s3
+        # model, UploadPartCopy "Permissions").
         source = params["CopySource"]
         if isinstance(source, str):
             path, _, query = unquote(source).lstrip("/").partition("?versionId=")
