@@ -4,9 +4,11 @@ ideal (threads / 0.020 s) and raw HTTP in the same run, and the fanned-out total
     .venv/bin/python bench/scale_ingest.py [--records-per-thread 40] [--threads 1,4,16,64] [--fan-out 4]
 
 The stub runs in its own process (its CPU is not the client's), on 127.0.0.1 only. "botocore default" is the
-client labelflow.aws builds (adaptive retries, parameter validation, 10 pooled connections); "ingest client" is
-labelflow.ingestion.ingest_client (standard retries, no validation, a connection per thread). CPU ms/call is the
-client process's CPU time per PutRecord.
+client labelflow.aws builds (adaptive retries, parameter validation, 10 pooled connections); "botocore tuned" is the
+botocore client IngestFeatures used before labelflow.putrecord (standard retries, no validation, a connection per
+thread); "ingest client" is labelflow.ingestion.ingest_client (labelflow.putrecord: the request built and signed
+by hand, botocore's pooled urllib3 session and standard retries). CPU ms/call is the client process's CPU time per
+PutRecord.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from labelflow import aws
 from labelflow.ingestion import FeatureStoreWriter, ingest_client, put_all
@@ -53,10 +56,15 @@ class _Stub(BaseHTTPRequestHandler):
         return
 
 
+class _Server(ThreadingHTTPServer):
+    # A class attribute: the constructor listens with it. Set on the instance it came too late, the backlog stayed
+    # 5, and 64 threads connecting at once had connections reset.
+    request_queue_size = 512
+    daemon_threads = True
+
+
 def _serve(port: Any) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    server.daemon_threads = True
-    server.request_queue_size = 512
+    server = _Server(("127.0.0.1", 0), _Stub)
     port.value = server.server_address[1]
     server.serve_forever()
 
@@ -145,6 +153,18 @@ def default_client() -> Any:
     return aws.featurestore()
 
 
+def tuned_client(threads: int) -> Any:
+    """The botocore client IngestFeatures used before labelflow.putrecord."""
+    config = Config(
+        retries={"max_attempts": 8, "mode": "standard"},
+        max_pool_connections=threads,
+        parameter_validation=False,
+        connect_timeout=5,
+        read_timeout=60,
+    )
+    return boto3.client("sagemaker-featurestore-runtime", config=config)
+
+
 def warm(client: Any) -> None:
     botocore_run(client, records(4), 1)()
 
@@ -153,12 +173,15 @@ def per_lambda(port: int, thread_counts: list[int], per_thread: int) -> list[Mea
     results = []
     for threads in thread_counts:
         batch = records(threads * per_thread)
-        baseline, tuned = default_client(), ingest_client(threads)
-        warm(baseline)
-        warm(tuned)
+        clients = {
+            "botocore default": default_client(),
+            "botocore tuned": tuned_client(threads),
+            "ingest client": ingest_client(threads),
+        }
         results.append(timed("raw HTTP", threads, len(batch), raw_http_run(port, batch, threads)))
-        results.append(timed("botocore default", threads, len(batch), botocore_run(baseline, batch, threads)))
-        results.append(timed("ingest client", threads, len(batch), botocore_run(tuned, batch, threads)))
+        for variant, client in clients.items():
+            warm(client)
+            results.append(timed(variant, threads, len(batch), botocore_run(client, batch, threads)))
     return results
 
 

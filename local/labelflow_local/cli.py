@@ -201,13 +201,15 @@ def _polling_stops_first_on_ctrl_c(reviews: Any) -> Iterator[None]:
 
 def _run_locally(args: argparse.Namespace) -> int:
     from labelflow_local import demo
+    from labelflow_local.emr import spark_deployment
 
     if not args.debug:
         # moto's ASL interpreter logs every failure it evaluates, whole states included; the run's outcome is
         # reported below in one line, and --debug keeps those logs.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 
-    reviewers, prompt = _reviewers(args, _load_spec(args.spec))
+    spec = _load_spec(args.spec)
+    reviewers, prompt = _reviewers(args, spec)
 
     def run() -> demo.RunReport:
         return demo.run_local(
@@ -224,7 +226,11 @@ def _run_locally(args: argparse.Namespace) -> int:
         )
 
     # With --json, stdout is the report alone: whatever the run itself prints goes to stderr.
-    with redirect_stdout(sys.stderr) if args.json else nullcontext():
+    # A spec asking for Spark runs on a local stack deployed with it (pyspark in local mode).
+    with (
+        redirect_stdout(sys.stderr) if args.json else nullcontext(),
+        spark_deployment() if spec.engine == "spark" else nullcontext(),
+    ):
         report = prompt.run(run) if prompt is not None else run()
     print(demo.report_json(report) if args.json else demo.summary(report))
     if report.manifest.status == "SUCCEEDED":

@@ -23,6 +23,7 @@ from labelflow import aws
 from labelflow.feature_groups import FeatureStoreConfig, ensure_feature_group
 from labelflow.layout import feature_group_name
 from labelflow.models.run import FeatureGroupLineage
+from labelflow.models.settings import load_settings
 from labelflow.models.spec import DatasetSpec
 from labelflow_local import engine
 from labelflow_local.contracts import CallLog
@@ -245,6 +246,8 @@ def local_cloud(
         aws.reset_clients()
         cloud = LocalCloud(workers, store_root, bucket, calls_dir)
         os.environ.update(cloud.functions.merged_environment())
+        # Settings are read once per process (load_settings caches them): each local stack reads its own.
+        load_settings.cache_clear()
         os.environ["POWERTOOLS_LOG_LEVEL"] = log_level
         route_function_logs(log_level)
         cloud.start()
@@ -252,6 +255,7 @@ def local_cloud(
     finally:
         if cloud is not None and cloud.calls is not None:
             cloud.calls.close()
+        load_settings.cache_clear()
         mock.stop()
         aws.reset_clients()
         os.environ.clear()

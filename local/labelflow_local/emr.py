@@ -16,20 +16,30 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from labelflow.s3 import S3Location, exists
 from labelflow_local.processing import download_prefix, upload_tree
-from labelflow_local.template import PROJECT_ROOT
+from labelflow_local.template import PROJECT_ROOT, parameter_overrides
 
 # JobRunState members a run ends in (botocore's emr-serverless model).
 SUCCESS, FAILED = "SUCCESS", "FAILED"
 # The Spark application's id in local mode (an ApplicationId: [0-9a-z]+, botocore's emr-serverless model).
 LOCAL_APPLICATION_ID = "00labelflowlocal"
+# What a local stack deployed with the Spark engine names as its image (SparkImageUri's pattern); never pulled.
+LOCAL_IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/labelflow-spark:local"
 _OUTPUT = "--output"
+
+
+@contextmanager
+def spark_deployment() -> Iterator[None]:
+    """While inside, the local stack is deployed with the Spark engine; its application's Ref is the local id."""
+    with parameter_overrides(SparkImageUri=LOCAL_IMAGE_URI, SparkApplication=LOCAL_APPLICATION_ID):
+        yield
 
 
 def pyspark_python() -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 
 from labelflow.layout import RunLayout
-from labelflow.models.settings import load_settings
 from labelflow.models.spec import DatasetSpec
 from labelflow.s3 import S3Location, get_json
 from labelflow_local.cloud import STATE_MACHINE_NAME, LocalCloud, local_cloud
@@ -112,14 +110,10 @@ def denied_calls(
 def run_sharded(workdir: Path, data: Path, instances: int, recorder: CallRecorder | None) -> tuple[Run, list[Call]]:
     """The file through the whole workflow on `instances` Processing instances, the floor at its lowest."""
     body = spec_body()
-    overrides = {"ProcessingInstanceCount": str(instances)}
+    overrides = {"ProcessingInstanceCount": str(instances), "ProcessingShardMinBytes": str(SHARD_FLOOR)}
     workers = SimulatedWorkers(read_labels(DEMO_TRUTH), seed=7, workers_per_task=1)
     store = workdir / "feature-store"
     with parameter_overrides(**overrides), local_cloud(workers, store) as cloud:
-        # Local mode hosts every function in this process: the floor is set in the environment they share (undone
-        # on leaving local_cloud), and the settings cached by an earlier run are dropped.
-        os.environ["PROCESSING_SHARD_MIN_BYTES"] = str(SHARD_FLOOR)
-        load_settings.cache_clear()
         execution_arn = land(cloud, data, DatasetSpec.model_validate_json(body), body, DEMO_MODEL)
         described = cloud.wait(execution_arn, timeout=math.inf)
         history = cloud.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
@@ -128,7 +122,6 @@ def run_sharded(workdir: Path, data: Path, instances: int, recorder: CallRecorde
         rejected = read_jsonl(cloud, manifest["artifacts"]["processed_uri"].rstrip("/") + "/rejected.jsonl")
         denied = [] if recorder is None else denied_calls(cloud, recorder, history, store, overrides)
         features = cloud.feature_store.online_records(cloud.feature_group_name("reviews"))
-    load_settings.cache_clear()  # the next local run in this process reads its own settings
     states = [event["stateEnteredEventDetails"]["name"] for event in history if "stateEnteredEventDetails" in event]
     return Run(described["status"], states, manifest, rejected, features), denied
 

@@ -15,7 +15,7 @@ import pytest
 from labelflow.models.spec import DatasetSpec
 from labelflow_local.cloud import STATE_MACHINE_NAME, local_cloud
 from labelflow_local.demo import DEMO_DATA, DEMO_MODEL, DEMO_SPEC, DEMO_TRUTH, land
-from labelflow_local.emr import LOCAL_APPLICATION_ID
+from labelflow_local.emr import LOCAL_APPLICATION_ID, LOCAL_IMAGE_URI, spark_deployment
 from labelflow_local.iam import (
     SPARK_ROLE,
     STATE_MACHINE,
@@ -30,7 +30,6 @@ from labelflow_local.iam import (
     unused_grants,
 )
 from labelflow_local.review import SimulatedWorkers, read_labels
-from labelflow_local.template import parameter_overrides
 from tests.e2e.test_least_privilege import local_names
 
 pytestmark = [
@@ -40,10 +39,7 @@ pytestmark = [
 
 # A deployment with the Spark engine: its image parameter set. Local mode has no application to create, so the
 # application's Ref is given its local id the same way.
-SPARK_DEPLOYMENT = {
-    "SparkImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/labelflow-spark:local",
-    "SparkApplication": LOCAL_APPLICATION_ID,
-}
+SPARK_DEPLOYMENT = {"SparkImageUri": LOCAL_IMAGE_URI, "SparkApplication": LOCAL_APPLICATION_ID}
 NOT_FEATURES = {"record_id", "event_time", "label", "label_source", "label_confidence", "run_id"}
 SPARK_SIDS = {"RunSparkJobs", "WatchSparkJobs", "PassSparkJobRole", "EmrServerlessSyncRule"}
 # Grants a local run cannot use: CancelJobRun is called only when an execution is stopped or times out, and a
@@ -66,7 +62,7 @@ def run_demo(workdir: Path, engine: str, recorder: CallRecorder | None = None) -
     """The demo file through the whole workflow with the spec's engine set; (run, local names, policies)."""
     body = spec_body(engine)
     workers = SimulatedWorkers(read_labels(DEMO_TRUTH), seed=7)
-    with parameter_overrides(**SPARK_DEPLOYMENT), local_cloud(workers, workdir / "feature-store") as cloud:
+    with spark_deployment(), local_cloud(workers, workdir / "feature-store") as cloud:
         execution_arn = land(cloud, DEMO_DATA, DatasetSpec.model_validate_json(body), body, DEMO_MODEL)
         described = cloud.wait(execution_arn, timeout=math.inf)
         history = cloud.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]

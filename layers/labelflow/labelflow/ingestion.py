@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from itertools import batched
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
@@ -43,12 +42,12 @@ from labelflow.models.state import (
     ReingestState,
     WorkflowState,
 )
+from labelflow.putrecord import FeatureStoreRuntime, PutRecordClient
 from labelflow.s3 import S3Location, get_json, iter_jsonl, put_json, put_jsonl
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
-    from mypy_boto3_sagemaker_featurestore_runtime import SageMakerFeatureStoreRuntimeClient
 
 
 # Records per checkpoint chunk: at a few hundred records/s, one small S3 PUT a second or two; a retry re-checks at
@@ -56,22 +55,20 @@ if TYPE_CHECKING:
 BATCH_SIZE = 512
 
 
-def ingest_client(max_workers: int) -> SageMakerFeatureStoreRuntimeClient:
+def ingest_client(max_workers: int) -> PutRecordClient:
     """A Feature Store runtime client shared by `max_workers` threads, with a pooled connection for each.
 
-    Parameter validation is off: every PutRecord is built from a LabeledRecord pydantic already validated, and
-    botocore's validator was a measured share of the per-call CPU (bench/scale_ingest.py). Retries stay on:
-    standard mode retries throttling and 5xx with exponential backoff and jitter (botocore retries/standard.py).
+    PutRecord is built and signed by labelflow.putrecord rather than botocore (bench/scale_ingest.py: botocore's
+    per-call CPU capped one Lambda near 500 records/s). Retries stay botocore's standard mode: 8 retries of
+    throttling, 5xx and connection errors with exponential backoff and jitter (botocore retries/standard.py).
     """
     config = Config(
         retries={"max_attempts": 8, "mode": "standard"},
         max_pool_connections=max_workers,
-        parameter_validation=False,
         connect_timeout=5,
         read_timeout=60,
     )
-    client: SageMakerFeatureStoreRuntimeClient = boto3.client("sagemaker-featurestore-runtime", config=config)
-    return client
+    return PutRecordClient.create(config)
 
 
 def feature_record(record: LabeledRecord) -> list[dict[str, str]]:
@@ -152,12 +149,12 @@ class Checkpoints:
 class FeatureStoreWriter:
     """PutRecord, and GetRecord to tell whether a record of this run is already in the online store."""
 
-    featurestore: SageMakerFeatureStoreRuntimeClient
+    featurestore: FeatureStoreRuntime
     group: str
 
     def put(self, record: LabeledRecord) -> None:
-        # botocore's adaptive retry mode already backs off on throttling and 5xx before we see an error.
-        self.featurestore.put_record(FeatureGroupName=self.group, Record=feature_record(record))  # type: ignore[arg-type]
+        # The client's retries already back off on throttling, 5xx and connection errors before we see an error.
+        self.featurestore.put_record(FeatureGroupName=self.group, Record=feature_record(record))
 
     def written(self, record: LabeledRecord) -> bool:
         """True when the online store holds this run's write of the record: same id, event time and run id.
@@ -258,7 +255,7 @@ def ingest_batch(
     request: IngestBatchInput,
     s3: S3Client,
     sagemaker: SageMakerClient,
-    featurestore: SageMakerFeatureStoreRuntimeClient,
+    featurestore: FeatureStoreRuntime,
     max_workers: int,
 ) -> BatchOutcome:
     """One Map iteration: PutRecord every record of one batch of the labeled file, once the group is usable."""
@@ -314,7 +311,7 @@ def _settle_batch(
 
 
 def gather(
-    run: WorkflowState, s3: S3Client, featurestore: SageMakerFeatureStoreRuntimeClient, max_workers: int = 8
+    run: WorkflowState, s3: S3Client, featurestore: FeatureStoreRuntime, max_workers: int = 8
 ) -> IngestOutput | None:
     """The run's ingestion over all its batches, with ONE failures file: what each finished batch reported, and
     for a batch that stopped (its error caught, or the Map itself failed) what its checkpoint and the online store
@@ -354,7 +351,7 @@ def reingest(
     request: ReingestInput,
     s3: S3Client,
     sagemaker: SageMakerClient,
-    featurestore: SageMakerFeatureStoreRuntimeClient,
+    featurestore: FeatureStoreRuntime,
     max_workers: int,
 ) -> IngestOutput:
     """Send again, exactly once, the records a finished run failed to ingest (its ingest-failures file)."""
@@ -381,7 +378,7 @@ def ingest(
     request: IngestBatchInput | ReingestState,
     s3: S3Client,
     sagemaker: SageMakerClient,
-    featurestore: SageMakerFeatureStoreRuntimeClient,
+    featurestore: FeatureStoreRuntime,
     max_workers: int,
 ) -> BatchOutcome | IngestOutput:
     """The IngestFeatures function: one batch of a run's labeled records, or a reingest of a run's failed ones."""
