@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import threading
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +16,12 @@ from labelflow_local.template import FunctionDef
 Handler = Callable[[Any, Any], Any]
 # Sees every call before the handler: (function, event). Raising FunctionError fails the call as Lambda would.
 Interceptor = Callable[["FunctionDef", Any], None]
+# Invocation ids from a counter, shaped like Lambda's UUIDs: uuid4 reads the OS's random source on every call.
+_INVOCATIONS = itertools.count(1)
+
+
+def _request_id() -> str:
+    return f"00000000-0000-4000-8000-{next(_INVOCATIONS):012x}"
 
 
 @dataclass
@@ -26,7 +32,7 @@ class LocalContext:
     invoked_function_arn: str
     memory_limit_in_mb: int = 512
     function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    aws_request_id: str = field(default_factory=_request_id)
     log_group_name: str = ""
     log_stream_name: str = ""
 

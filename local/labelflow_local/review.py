@@ -20,6 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
+from moto.s3.models import FakeKey, S3Backend, s3_backends
+from moto.utilities.utils import get_partition
+
 from labelflow.layout import labeling_output_manifest_uri
 from labelflow.models.reviewers import ReviewerLineage, reviewers_uri
 from labelflow.review.manifests import answer_content, consolidation_item, output_line
@@ -375,6 +378,30 @@ class MainThreadPrompt:
         return outcome[0]
 
 
+class MotoStoreWriter:
+    """Ground Truth's own writes, put straight into moto's in-process S3 store rather than through botocore.
+
+    On AWS these files are written by the service, not by the app's client; locally a PutObject per reviewed object
+    through botocore's whole request path bounded a big job. It takes the same `put_object` call as a client, so the
+    layer's put_bytes/put_json make the same keys and bodies; whatever the Lambdas read stays on the app's client.
+    """
+
+    def __init__(self, backend: S3Backend) -> None:
+        self._backend = backend
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, ContentType: str) -> dict[str, Any]:
+        stored: FakeKey = self._backend.put_object(Bucket, Key, Body)
+        stored.set_metadata({"Content-Type": ContentType})
+        return {"VersionId": stored.version_id}  # no ETag: nothing here reads it, and it hashes the body
+
+
+def ground_truth_writer(s3: Any, bucket: str, region: str, account: str) -> Any:
+    """Where Ground Truth's files go: moto's store when this process holds `bucket` (local mode's mock_aws), else
+    through the app's client (e.g. an endpoint in another process)."""
+    backend = s3_backends[account][get_partition(region)]
+    return MotoStoreWriter(backend) if bucket in backend.buckets else s3
+
+
 class LocalGroundTruth:
     """Runs CreateLabelingJob requests to completion and answers with DescribeLabelingJob's shape."""
 
@@ -417,10 +444,11 @@ class LocalGroundTruth:
         categories_uri = S3Location.parse(request["LabelCategoryConfigS3Uri"])
         categories = [entry["label"] for entry in get_json(self._s3, *categories_uri)["labels"]]
 
+        writer = ground_truth_writer(self._s3, output.bucket, self._region, self._account)
         try:
-            batch, answered_by, ended = self._collect_answers(arn, task, lines, output, stamp)
-            self._record_reviewers(output_path, name, answered_by)
-            by_object = self._consolidate(request, arn, categories, output, stamp, batch) if batch else {}
+            batch, answered_by, ended = self._collect_answers(arn, task, lines, output, stamp, writer)
+            self._record_reviewers(output_path, name, answered_by, writer)
+            by_object = self._consolidate(request, arn, categories, output, stamp, batch, writer) if batch else {}
         except FunctionError as exc:
             describe.update(LabelingJobStatus="Failed", FailureReason=f"lambda failed: {exc}"[:1024])
             return describe
@@ -433,7 +461,7 @@ class LocalGroundTruth:
             ]
             output_key = S3Location.parse(labeling_output_manifest_uri(output_path, name)).key
             body = ("\n".join(output_lines) + "\n").encode()
-            put_bytes(self._s3, output.bucket, output_key, body, "application/jsonl")
+            put_bytes(writer, output.bucket, output_key, body, "application/jsonl")
             describe["LabelingJobOutput"] = {"OutputDatasetS3Uri": f"s3://{output.bucket}/{output_key}"}
         labeled = len(by_object)
         describe.update(
@@ -458,12 +486,13 @@ class LocalGroundTruth:
         output: S3Location,
         stamp: str,
         batch: list[dict[str, Any]],
+        writer: Any,
     ) -> dict[str, Any]:
         """The post-annotation Lambda over the batch, its request and response saved like Ground Truth's; the
         consolidated content per dataset object id."""
         task = request["HumanTaskConfig"]
         request_key = f"{output.key}annotations/consolidation-request/iteration-1/{stamp}.json"
-        put_bytes(self._s3, output.bucket, request_key, json.dumps(batch).encode(), "application/json")
+        put_bytes(writer, output.bucket, request_key, json.dumps(batch).encode(), "application/json")
         consolidated = self._functions.invoke(
             task["AnnotationConsolidationConfig"]["AnnotationConsolidationLambdaArn"],
             {
@@ -476,18 +505,18 @@ class LocalGroundTruth:
             },
         )
         put_json(
-            self._s3,
+            writer,
             output.bucket,
             f"{output.key}annotations/consolidation-response/iteration-1/{stamp}.json",
             consolidated,
         )
         return {entry["datasetObjectId"]: entry["consolidatedAnnotation"]["content"] for entry in consolidated}
 
-    def _record_reviewers(self, output_path: str, job: str, answered_by: set[str]) -> None:
+    def _record_reviewers(self, output_path: str, job: str, answered_by: set[str], writer: Any) -> None:
         """The backend's lineage, with the workers who answered counted, beside the job's output."""
         lineage = self._workers.lineage().model_copy(update={"workers": len(answered_by)})
         location = S3Location.parse(reviewers_uri(output_path, job))
-        put_json(self._s3, location.bucket, location.key, lineage.model_dump(mode="json"))
+        put_json(writer, location.bucket, location.key, lineage.model_dump(mode="json"))
 
     def _shown(self, task_input: dict[str, Any]) -> bool:
         """False for an image task whose object is missing: the worker's page cannot load it, so nobody answers."""
@@ -498,7 +527,13 @@ class LocalGroundTruth:
         return exists(self._s3, location.bucket, location.key)
 
     def _collect_answers(
-        self, arn: str, task: dict[str, Any], lines: list[dict[str, Any]], output: S3Location, stamp: str
+        self,
+        arn: str,
+        task: dict[str, Any],
+        lines: list[dict[str, Any]],
+        output: S3Location,
+        stamp: str,
+        writer: Any,
     ) -> tuple[list[dict[str, Any]], set[str], JobEnded | None]:
         """Pre-annotation Lambda per line, then the workers; worker responses are saved like Ground Truth's.
 
@@ -530,7 +565,7 @@ class LocalGroundTruth:
                 ]
             }
             put_json(
-                self._s3,
+                writer,
                 output.bucket,
                 f"{output.key}annotations/worker-response/iteration-1/{index}/{stamp}.json",
                 responses,

@@ -15,7 +15,6 @@ from labelflow import planning
 from labelflow.formats import ResolvedInput
 from labelflow.layout import RunLayout
 from labelflow.models.artifacts import ProcessingCode
-from labelflow.models.settings import PlanSettings
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import WorkflowState
 from labelflow.routing import gather_parts
@@ -25,27 +24,13 @@ from labelflow_local.processing import LocalProcessing
 from labelflow_local.processing_env import ensure_processing_env
 from labelflow_local.publish import publish_processing_code
 from labelflow_local.template import PROJECT_ROOT
+from tests.unit.labelflow.test_planning_shards import settings
 from tests.unit.local.test_processing_runner import SCRIPT
 from tests.unit.local.test_processing_runner import request as runner_request
 
 DEMO = PROJECT_ROOT / "demo"
 JSONL = ResolvedInput(format="jsonl", encoding="utf-8-sig")
 ROLE = "arn:aws:iam::123456789012:role/labelflow-SageMakerExecutionRole"
-
-
-def settings(instances: int) -> PlanSettings:
-    chosen = PlanSettings.model_validate(
-        {
-            "DATA_BUCKET": "labelflow-demo",
-            "PROCESSING_IMAGE_URI": "123.dkr.ecr.us-east-1.amazonaws.com/sklearn:1",
-            "PROCESSING_INSTANCE_TYPE": "ml.m5.xlarge",
-            "FEATURE_GROUP_PREFIX": "labelflow",
-            "FEATURE_STORE_ROLE_ARN": "arn:aws:iam::123456789012:role/labelflow-FeatureStoreRole",
-            "OFFLINE_STORE_S3_URI": "s3://labelflow-demo/feature-store",
-        }
-    )
-    # More than one instance is held back in the settings until the plan carries the passes (see the report).
-    return chosen.model_copy(update={"processing_instance_count": instances})
 
 
 def demo_rows() -> bytes:

@@ -32,9 +32,10 @@ def settings(instances: int = 1, **overrides: Any) -> PlanSettings:
         "FEATURE_GROUP_PREFIX": "labelflow",
         "FEATURE_STORE_ROLE_ARN": "arn:aws:iam::123456789012:role/labelflow-FeatureStoreRole",
         "OFFLINE_STORE_S3_URI": "s3://labelflow-demo/feature-store",
+        "PROCESSING_INSTANCE_COUNT": str(instances),
         **overrides,
     }
-    return PlanSettings.model_validate(values).model_copy(update={"processing_instance_count": instances})
+    return PlanSettings.model_validate(values)
 
 
 def jsonl(rows: int, width: int = 40) -> bytes:
