@@ -4,24 +4,27 @@
 unknown members); `validation_message` phrases it as AWS's ValidationException does, e.g. "1 validation error
 detected: Value '0' at 'processingResources.clusterConfig.instanceCount' failed to satisfy constraint: Member must
 have value greater than or equal to 1" (wording and paths as in errors reported from the services, e.g.
-boto/botocore#3337, 'tags.1.member.value' in list paths). `CallLog` keeps each request as a JSON file.
+boto/botocore#3337, 'tags.1.member.value' in list paths). Each operation's input shape is compiled once into
+closures over its limits and compiled patterns, so a request costs only its checks; the detailed report is built
+only where a check fails. `CallLog` keeps each request as a JSON line.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import queue
 import re
 import sys
 import threading
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import botocore.session
 from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StringShape, StructureShape
@@ -57,9 +60,8 @@ def _service_model(service: str) -> ServiceModel:
 
 def violations(operation: OperationModel, params: Mapping[str, Any]) -> list[Violation]:
     """Every way `params` breaks the operation's input shape, in model order."""
-    if operation.input_shape is None:
-        return []
-    return _structure(operation.input_shape, params, "")
+    check = _REQUEST_CHECKS.get(operation) or _compile_request(operation)
+    return [Violation(".".join(p.path), p.constraint, p.value, p.sensitive, p.structural) for p in check(params)]
 
 
 def validation_message(found: Sequence[Violation]) -> str:
@@ -83,24 +85,39 @@ def _java_text(value: Any) -> str:
     return str(value)
 
 
-def _member_path(parent: str, name: str) -> str:
-    # The services name members in lowerCamelCase in these paths: InstanceCount → instanceCount.
-    member = name[:1].lower() + name[1:]
-    return f"{parent}.{member}" if parent else member
+class _Problem(NamedTuple):
+    """A violation with its path relative to the value checked, as parts joined by '.' once at the top."""
+
+    path: tuple[str, ...]
+    constraint: str
+    value: Any = None
+    sensitive: bool = False
+    structural: bool = False
+
+    def under(self, *parts: str) -> _Problem:
+        return self._replace(path=(*parts, *self.path))
 
 
-def _structure(shape: StructureShape, value: Mapping[str, Any], path: str) -> list[Violation]:
-    found: list[Violation] = []
-    for name in shape.required_members:
-        if value.get(name) is None:
-            found.append(Violation(_member_path(path, name), "Member must not be null"))
-    for name in value:
-        if name not in shape.members:
-            found.append(Violation(_member_path(path, name), f'Unknown member "{name}"', structural=True))
-    for name, member in shape.members.items():
-        if value.get(name) is not None:
-            found += _value(member, value[name], _member_path(path, name))
-    return found
+# A shape compiled once: the checks of one value against it, returning nothing (an empty tuple) when it conforms.
+_Check = Callable[[Any], Sequence[_Problem]]
+_OK: tuple[_Problem, ...] = ()
+_REQUEST_CHECKS: dict[OperationModel, _Check] = {}
+_COMPILING = threading.Lock()
+
+
+def _compile_request(operation: OperationModel) -> _Check:
+    """The operation's input check, compiled on its first request (the request itself is a mapping, not typed)."""
+    with _COMPILING:
+        if (check := _REQUEST_CHECKS.get(operation)) is None:
+            shape = operation.input_shape
+            check = _REQUEST_CHECKS[operation] = (
+                _Compiler().structure(shape, typed=False) if shape is not None else _no_input
+            )
+    return check
+
+
+def _no_input(params: Mapping[str, Any]) -> Sequence[_Problem]:
+    return _OK
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -116,84 +133,268 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "map": (dict,),
     "structure": (dict,),
 }
+_UNBOUNDED = ("timestamp", "boolean")
+# At most this many conforming strings of at most this length remembered per string shape.
+_REMEMBERED_VALUES, _REMEMBERED_LENGTH = 4096, 256
 
 
-def _value(shape: Shape, value: Any, path: str) -> list[Violation]:
-    expected = _TYPES.get(shape.type_name)
-    wrong_bool = isinstance(value, bool) and shape.type_name not in ("boolean",)
-    if expected is not None and (not isinstance(value, expected) or wrong_bool):
-        return [Violation(path, f"Expected a {shape.type_name}, got {type(value).__name__}", structural=True)]
-    if isinstance(shape, StructureShape):
-        return _structure(shape, value, path)
-    found = _bounds(shape, value, path)
-    if isinstance(shape, ListShape):
-        for index, item in enumerate(value, start=1):
-            if item is not None:
-                found += _value(shape.member, item, f"{path}.{index}.member")
-    elif isinstance(shape, MapShape):
-        found += _map_entries(shape, value, path)
-    elif isinstance(shape, StringShape):
-        found += _string(shape, value, path)
-    return found
+@dataclass(frozen=True)
+class _Limits:
+    """A shape's own constraints (type, min/max, enum, pattern), checked on one value in the services' order."""
 
+    type_name: str
+    expected: tuple[type, ...] | None
+    minimum: float
+    maximum: float
+    enum: tuple[str, ...]
+    pattern: str | None
+    sensitive: bool
 
-def _bounds(shape: Shape, value: Any, path: str) -> list[Violation]:
-    """min/max: a length for strings, blobs, lists and maps; a range for numbers."""
-    if shape.type_name in ("timestamp", "boolean"):
-        return []
-    sensitive = bool(shape.metadata.get("sensitive"))
-    minimum, maximum = shape.metadata.get("min"), shape.metadata.get("max")
-    measured, unit = (value, "value") if isinstance(value, int | float) else (len(value), "length")
-    found = []
-    if minimum is not None and measured < minimum:
-        found.append(Violation(path, f"Member must have {unit} greater than or equal to {minimum}", value, sensitive))
-    if maximum is not None and measured > maximum:
-        found.append(Violation(path, f"Member must have {unit} less than or equal to {maximum}", value, sensitive))
-    return found
-
-
-def _string(shape: StringShape, value: str, path: str) -> list[Violation]:
-    sensitive = bool(shape.metadata.get("sensitive"))
-    found = []
-    if shape.enum and value not in shape.enum:
-        found.append(
-            Violation(path, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]", value, sensitive)
+    @classmethod
+    def of(cls, shape: Shape) -> _Limits:
+        bounded = shape.type_name not in _UNBOUNDED
+        minimum, maximum = shape.metadata.get("min"), shape.metadata.get("max")
+        return cls(
+            type_name=shape.type_name,
+            expected=_TYPES.get(shape.type_name),
+            minimum=minimum if bounded and minimum is not None else -math.inf,
+            maximum=maximum if bounded and maximum is not None else math.inf,
+            enum=tuple(shape.enum) if isinstance(shape, StringShape) else (),
+            pattern=shape.metadata.get("pattern") if isinstance(shape, StringShape) else None,
+            sensitive=bool(shape.metadata.get("sensitive")),
         )
-    pattern = shape.metadata.get("pattern")
-    if pattern and compiled_pattern(pattern).fullmatch(value) is None:
-        found.append(Violation(path, f"Member must satisfy regular expression pattern: {pattern}", value, sensitive))
-    return found
 
+    def wrong_type(self, value: Any) -> _Problem | None:
+        """A value that cannot be sent as this type (a bool is no number: it is an int in Python)."""
+        if self.expected is None:
+            return None
+        if isinstance(value, self.expected) and (self.type_name == "boolean" or not isinstance(value, bool)):
+            return None
+        return _Problem((), f"Expected a {self.type_name}, got {type(value).__name__}", structural=True)
 
-def _map_entries(shape: MapShape, value: Mapping[str, Any], path: str) -> list[Violation]:
-    """Scalar keys and values are reported on the map as a whole, as the services do."""
-    found: list[Violation] = []
-    key_problems = [v for key in value for v in _value(shape.key, key, path)]
-    if key_problems:
-        listed = ", ".join(sorted({v.constraint for v in key_problems}))
-        found.append(Violation(path, f"Map keys must satisfy constraint: [{listed}]", value))
-    if isinstance(shape.value, StructureShape | ListShape | MapShape):
-        for key, item in value.items():
-            found += _value(shape.value, item, f"{path}.{key}")
+    def bounds(self, value: Any) -> list[_Problem]:
+        """min/max: a length for strings, blobs, lists and maps; a range for numbers."""
+        measured, unit = _measured(value), "value" if isinstance(value, int | float) else "length"
+        found = []
+        if measured < self.minimum:
+            found.append(self._broken(f"Member must have {unit} greater than or equal to {self.minimum}", value))
+        if measured > self.maximum:
+            found.append(self._broken(f"Member must have {unit} less than or equal to {self.maximum}", value))
         return found
-    value_problems = [v for item in value.values() for v in _value(shape.value, item, path)]
-    if value_problems:
-        listed = ", ".join(sorted({v.constraint for v in value_problems}))
-        found.append(Violation(path, f"Map value must satisfy constraint: [{listed}]", value))
-    return found
+
+    def string(self, value: str) -> list[_Problem]:
+        found = []
+        if self.enum and value not in self.enum:
+            found.append(self._broken(f"Member must satisfy enum value set: [{', '.join(self.enum)}]", value))
+        if self.pattern and compiled_pattern(self.pattern).fullmatch(value) is None:
+            found.append(self._broken(f"Member must satisfy regular expression pattern: {self.pattern}", value))
+        return found
+
+    def scalar(self, value: Any) -> list[_Problem]:
+        """Every problem of a value that is not a structure, list or map."""
+        if wrong := self.wrong_type(value):
+            return [wrong]
+        found = self.bounds(value) if self.type_name not in _UNBOUNDED else []
+        return found + self.string(value) if self.type_name == "string" else found
+
+    def _broken(self, constraint: str, value: Any) -> _Problem:
+        return _Problem((), constraint, value, self.sensitive)
+
+
+class _Compiler:
+    """Compiles shapes into checks, each shape once; a recursive shape's check refers to itself by key."""
+
+    def __init__(self) -> None:
+        self._checks: dict[tuple[str, str], _Check] = {}
+
+    def check(self, shape: Shape) -> _Check:
+        # Member traits are merged into a shape's metadata, so one name may carry different limits.
+        key = (shape.name, repr(sorted(shape.metadata.items())))
+        if (known := self._checks.get(key)) is None:
+            self._checks[key] = lambda value: self._checks[key](value)
+            known = self._checks[key] = self._compile(shape)
+        return known
+
+    def _compile(self, shape: Shape) -> _Check:
+        if isinstance(shape, StructureShape):
+            return self.structure(shape)
+        if isinstance(shape, ListShape):
+            return self.list(shape)
+        if isinstance(shape, MapShape):
+            return self.map(shape)
+        if isinstance(shape, StringShape):
+            return _string_check(_Limits.of(shape))
+        return _scalar_check(_Limits.of(shape))
+
+    def structure(self, shape: StructureShape, typed: bool = True) -> _Check:
+        """A structure's members, missing, unknown and present; `typed`: the value must be a dict (not a request)."""
+        limits = _Limits.of(shape)
+        required = frozenset(shape.required_members)
+        checks = {name: self.check(member) for name, member in shape.members.items()}
+        in_order = self._members_in_order(shape, checks)
+
+        def check(value: Any) -> Sequence[_Problem]:
+            if typed and type(value) is not dict and (wrong := limits.wrong_type(value)):
+                return (wrong,)
+            # One pass in the value's own order finds whether anything is wrong; only then, the report in model order.
+            if value.keys() >= required:
+                for name, item in value.items():
+                    member = checks.get(name)
+                    if member is None or (member(item) if item is not None else name in required):
+                        break
+                else:
+                    return _OK
+            return in_order(value)
+
+        return check
+
+    @staticmethod
+    def _members_in_order(shape: StructureShape, checks: dict[str, _Check]) -> _Check:
+        """Every problem of a structure's members: missing, then unknown, then each member's, in model order."""
+        required = tuple((name, _member_name(name)) for name in shape.required_members)
+        members = tuple((name, _member_name(name), check) for name, check in checks.items())
+
+        def check(value: Mapping[str, Any]) -> Sequence[_Problem]:
+            found = [_Problem((path,), "Member must not be null") for name, path in required if value.get(name) is None]
+            found += [_unknown(name) for name in value if name not in checks]
+            for name, path, member in members:
+                if (item := value.get(name)) is not None and (problems := member(item)):
+                    found += [problem.under(path) for problem in problems]
+            return found
+
+        return check
+
+    def list(self, shape: ListShape) -> _Check:
+        limits, member = _Limits.of(shape), self.check(shape.member)
+
+        def check(value: Any) -> Sequence[_Problem]:
+            if type(value) is not list and (wrong := limits.wrong_type(value)):
+                return (wrong,)
+            found = _OK if limits.minimum <= len(value) <= limits.maximum else limits.bounds(value)
+            for index, item in enumerate(value, start=1):
+                if item is not None and (problems := member(item)):
+                    found = [*found, *(problem.under(str(index), "member") for problem in problems)]
+            return found
+
+        return check
+
+    def map(self, shape: MapShape) -> _Check:
+        limits, key_check, value_check = _Limits.of(shape), self.check(shape.key), self.check(shape.value)
+        # Scalar keys and values are reported on the map as a whole, as the services do.
+        scalar_values = not isinstance(shape.value, StructureShape | ListShape | MapShape)
+
+        def check(value: Any) -> Sequence[_Problem]:
+            if type(value) is not dict and (wrong := limits.wrong_type(value)):
+                return (wrong,)
+            if (
+                limits.minimum <= len(value) <= limits.maximum
+                and not any(map(key_check, value))
+                and not any(map(value_check, value.values()))
+            ):
+                return _OK
+            found = limits.bounds(value)
+            if broken := _constraints(key_check, value):
+                found.append(_Problem((), f"Map keys must satisfy constraint: [{broken}]", value))
+            if scalar_values:
+                if broken := _constraints(value_check, value.values()):
+                    found.append(_Problem((), f"Map value must satisfy constraint: [{broken}]", value))
+            else:
+                found += [problem.under(str(key)) for key, item in value.items() for problem in value_check(item)]
+            return found or _OK
+
+        return check
+
+
+def _member_name(name: str) -> str:
+    # The services name members in lowerCamelCase in these paths: InstanceCount → instanceCount.
+    return name[:1].lower() + name[1:]
+
+
+def _unknown(name: str) -> _Problem:
+    return _Problem((_member_name(name),), f'Unknown member "{name}"', structural=True)
+
+
+def _constraints(check: _Check, values: Iterable[Any]) -> str:
+    """The distinct constraints the values break, sorted and listed as the services list them."""
+    return ", ".join(sorted({problem.constraint for value in values for problem in check(value)}))
+
+
+def _string_check(limits: _Limits) -> _Check:
+    """A string's checks; a conforming value costs one pass of cheap tests, the rest only when one fails."""
+    allowed = frozenset(limits.enum) or None
+    matches = _fullmatch(limits.pattern) if limits.pattern else None
+    low, high = limits.minimum, limits.maximum
+    # Values seen to conform (feature names, group names: the same few in every PutRecord) skip the regex.
+    conforming: set[str] = set()
+
+    def check(value: Any) -> Sequence[_Problem]:
+        if type(value) is not str:
+            return limits.scalar(value)
+        if value in conforming:
+            return _OK
+        if (
+            low <= len(value) <= high
+            and (allowed is None or value in allowed)
+            and (matches is None or matches(value) is not None)
+        ):
+            if len(value) <= _REMEMBERED_LENGTH and len(conforming) < _REMEMBERED_VALUES:
+                conforming.add(value)
+            return _OK
+        return limits.scalar(value)
+
+    return check
+
+
+def _scalar_check(limits: _Limits) -> _Check:
+    """A number's, blob's, boolean's or timestamp's checks (a type the table does not know: always in full)."""
+    expected, boolean, low, high = limits.expected, limits.type_name == "boolean", limits.minimum, limits.maximum
+    bounded = limits.type_name not in _UNBOUNDED
+
+    def check(value: Any) -> Sequence[_Problem]:
+        if (
+            expected is not None
+            and isinstance(value, expected)
+            and (boolean or not isinstance(value, bool))
+            and (not bounded or low <= _measured(value) <= high)
+        ):
+            return _OK
+        return limits.scalar(value)
+
+    return check
+
+
+def _measured(value: Any) -> float:
+    """What min/max bound: a number's value, anything else's length."""
+    return value if isinstance(value, int | float) else len(value)
+
+
+def _fullmatch(pattern: str) -> Callable[[str], re.Match[str] | None]:
+    """The pattern's matcher; a pattern not translated (re.error, or KeyError for an unknown `\\p{X}`) raises on use."""
+    try:
+        return compiled_pattern(pattern).fullmatch
+    except (re.error, KeyError):
+        return lambda value: compiled_pattern(pattern).fullmatch(value)
 
 
 # Java regex → Python `re`: the models' patterns are Java regexes, and the services match whole values. What
 # Python's `re` does not accept is translated:
 # - `\p{L}` and the other one-letter Unicode categories → the category's code point ranges (from unicodedata);
-# - `\p{Alnum}` → `a-zA-Z0-9` (Java's POSIX classes are US-ASCII unless UNICODE_CHARACTER_CLASS is set);
+# - `\p{Alnum}` → `a-zA-Z0-9` (Java's POSIX classes are US-ASCII unless UNICODE_CHARACTER_CLASS is set), `\p{ASCII}`
+#   → `\x00-\x7F` (java.util.regex.Pattern's table of POSIX classes; Step Functions' TraceHeader uses it);
 # - `\uD800\uDC00-\uDBFF\uDFFF` (a UTF-16 surrogate-pair range: all supplementary characters)
 #   → `\U00010000-\U0010FFFF`;
 # - `${n,m}` (a quantified end anchor, still just an anchor) → `$`.
 _SUPPLEMENTARY = re.compile(r"\\u[dD]800\\u[dD][cC]00-\\u[dD][bB][fF][fF]\\u[dD][fF][fF][fF]")
 _QUANTIFIED_END = re.compile(r"\$\{\d+(,\d*)?\}")
 _PROPERTY = re.compile(r"\\p\{(\w+)\}")
-_POSIX = {"Alnum": "a-zA-Z0-9", "Alpha": "a-zA-Z", "Digit": "0-9", "Upper": "A-Z", "Lower": "a-z"}
+_POSIX = {
+    "Alnum": "a-zA-Z0-9",
+    "Alpha": "a-zA-Z",
+    "Digit": "0-9",
+    "Upper": "A-Z",
+    "Lower": "a-z",
+    "ASCII": "\\x00-\\x7F",
+}
 
 
 @cache
@@ -247,13 +448,24 @@ def _category_letter(code: int) -> str:
     return unicodedata.category(chr(code))[0]
 
 
+# A number, service, operation and the request as JSON; one encoder for every request (json.dumps builds one a call).
+_Queued = tuple[int, str, str, str]
+_ENCODE = json.JSONEncoder(default=str).encode
+
+
+def _line(number: int, service: str, operation: str, request: str) -> str:
+    named = f'"service": {json.dumps(service)}, "operation": {json.dumps(operation)}'
+    return f'{{"n": {number}, {named}, "request": {request}}}\n'
+
+
 class CallLog:
     """Every request the stand-ins received, in arrival order, one JSON line each in `<directory>/requests.jsonl`:
     `{"n": 1, "service": "sagemaker", "operation": "CreateProcessingJob", "request": {...}}`.
 
     A new log starts empty (an earlier run's file is replaced). One background thread writes the lines, so a caller
     (an ingest thread among them) only serialises its request; `close` waits until every line is on disk. One file
-    rather than a file per request: a million PutRecords made a million files.
+    rather than a file per request: a million PutRecords made a million files. No lock: a caller takes its number
+    from an itertools.count (one C call, atomic under the GIL) and queues it; the writer restores number order.
     """
 
     FILE = "requests.jsonl"
@@ -262,21 +474,15 @@ class CallLog:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / self.FILE
         self._count = itertools.count(1)
-        self._lock = threading.Lock()
-        self._pending: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._pending: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write, name="labelflow-call-log", daemon=True)
         self._writer.start()
 
     def record(self, service: str, operation: str, params: Mapping[str, Any]) -> int:
-        """Number the request and queue its line; returns its number."""
+        """Number the request and queue it; returns its number."""
         # Serialised now, in the caller's thread: the caller may change its params once the call returns.
-        request = json.dumps(params, default=str)
-        with self._lock:
-            number = next(self._count)
-            self._pending.put(
-                f'{{"n": {number}, "service": {json.dumps(service)}, "operation": {json.dumps(operation)}, '
-                f'"request": {request}}}\n'
-            )
+        number = next(self._count)
+        self._pending.put((number, service, operation, _ENCODE(params)))
         return number
 
     def close(self) -> None:
@@ -285,9 +491,16 @@ class CallLog:
         self._writer.join()
 
     def _write(self) -> None:
+        # Two callers may queue in the other order than they took their numbers: a line waits for its predecessors.
+        waiting: dict[int, _Queued] = {}
+        following = 1
         with self.path.open("w", encoding="utf-8") as out:
-            while (line := self._pending.get()) is not None:
-                out.write(line)
+            while (queued := self._pending.get()) is not None:
+                waiting[queued[0]] = queued
+                while (ready := waiting.pop(following, None)) is not None:
+                    out.write(_line(*ready))
+                    following += 1
+            out.writelines(_line(*waiting[number]) for number in sorted(waiting))
 
 
 def read_calls(directory: Path) -> list[dict[str, Any]]:

@@ -31,12 +31,13 @@ def fake(cloud: LocalCloud) -> Iterator[FakeLabelStudio]:
 
 def start_event(cloud: LocalCloud) -> dict[str, Any]:
     """The sample event: what ReviewInLabelStudio sends for the sample run's one review job."""
-    return load_event("start_label_studio_review.json")
+    event: dict[str, Any] = load_event("start_label_studio_review.json")
+    return event
 
 
 def webhook_event(body: dict[str, Any], secret: str | None) -> dict[str, Any]:
     """The sample Function URL request with this body and shared secret (none: the header left out)."""
-    event = load_event("label_studio_webhook.json")
+    event: dict[str, Any] = load_event("label_studio_webhook.json")
     headers = {name: value for name, value in event["headers"].items() if name != WEBHOOK_SECRET_HEADER.lower()}
     event["headers"] = headers | ({WEBHOOK_SECRET_HEADER.lower(): secret} if secret else {})
     return event | {"body": json.dumps(body)}

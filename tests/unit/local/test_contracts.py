@@ -144,7 +144,7 @@ def test_put_record_is_checked_against_the_runtime_model() -> None:
     assert violation.path == "record.2.member.featureName"
 
 
-@pytest.mark.parametrize("service", ["sagemaker", "sagemaker-featurestore-runtime"])
+@pytest.mark.parametrize("service", ["sagemaker", "sagemaker-featurestore-runtime", "emr-serverless", "stepfunctions"])
 def test_every_pattern_of_the_emulated_services_translates_to_python(service: str) -> None:
     # Given every pattern in the service's model (Java regexes) / When each is translated / Then it compiles
     model = botocore.session.get_session().get_service_model(service)
@@ -159,8 +159,9 @@ def test_every_pattern_of_the_emulated_services_translates_to_python(service: st
         (r"arn:[\p{Alnum}\-]+:lambda:.*", "arn:aws:lambda:x", "arn:é:lambda:x"),
         ("[\\u0020-\\uD7FF\\uE000-\\uFFFD\\uD800\\uDC00-\\uDBFF\\uDFFF\\t]*", "ok 😀\t", "bell\x07"),
         (r"([\p{L}\p{Z}\p{N}_.:\/=+\-@]*)${1,128}", "key", "key!"),
+        (r"\p{ASCII}*", "Root=1-5759e988-bd862e3fe1be46a994272793", "Root=é"),
     ],
-    ids=["unicode-categories", "posix-class", "surrogate-pair-range", "quantified-anchor"],
+    ids=["unicode-categories", "posix-class", "surrogate-pair-range", "quantified-anchor", "posix-ascii"],
 )
 def test_java_only_constructs_keep_their_java_meaning(pattern: str, accepted: str, refused: str) -> None:
     # Given a pattern Python's re would not accept / When translated / Then it matches as Java would
