@@ -3,13 +3,15 @@
 The rows are the demo dataset's, repeated under new ids (`r0000000`, ...) until there are N; the truth file gives
 each new id its demo row's label, so the simulated reviewers answer as in the demo (README: `--truth`). Each size
 is one fresh `labelflow run --local ... --json` process; the table takes the stage seconds from its report (the
-execution history), and the peak RSS is the largest of that process and its children (the processing venv).
+execution history), and the peak RSS is the largest single process of its tree (and the tree's whole, beside it).
 
     python bench/scale_local.py [--size 100k --size 1M ...] [--baseline] [--workdir DIR] [--py-spy PY_SPY]
 
-With `--baseline`, each size first runs with Ground Truth's files written through the app's S3 client (as before
-they went straight into moto's store), then as labelflow runs. With `--py-spy`, each run is recorded by that
-py-spy (raw collapsed stacks, beside the run's workdir).
+With `--baseline`, each size first runs with the services' own S3 traffic (Ground Truth's files, the processing
+container's inputs and outputs, the run's export to disk) sent through the app's S3 client, one request per object
+and per page of keys, as before it went straight into moto's store (labelflow_local.store); then as labelflow runs.
+With `--py-spy`, each run is recorded by that py-spy (raw collapsed stacks, beside the run's workdir). The RSS of
+the run's processes is sampled every half second into `<run>.rss.tsv`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import argparse
 import csv
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,10 +36,9 @@ DEMO_TRUTH = DEMO / "data" / "reviews.labels.csv"
 SPEC = DEMO / "datasets" / "reviews.json"
 MODEL = DEMO / "model" / "sentiment.joblib"
 ID_COLUMN = "review_id"
-# The baseline: the same CLI with every Ground Truth file written through the app's S3 client, one PutObject each,
-# as before the local Ground Truth wrote them straight into moto's store.
+# The baseline: the same CLI with the services' S3 traffic through the app's client (no direct store).
 CLIENT_WRITES = (
-    "import sys; from labelflow_local import review; review.ground_truth_writer = lambda s3, *_: s3; "
+    "import sys; from labelflow_local import store; store.direct_store = lambda *_: None; "
     "from labelflow_local.cli import main; sys.exit(main())"
 )
 STATES = ("Process", "RouteByConfidence", "HumanLabeling", "MergeLabels", "IngestFeatures")
@@ -71,6 +72,44 @@ def generate(workdir: Path, count: int) -> tuple[Path, Path]:
             if (label := labels.get(row[ID_COLUMN])) is not None:
                 truth_writer.writerow([record_id, label])
     return data, truth
+
+
+def tree_rss_kib(pid: int) -> list[int]:
+    """The resident set (KiB) of `pid` and of each of its descendants still running."""
+    sizes, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        sizes += [int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")]
+        pending += [int(child) for child in children]
+    return sizes
+
+
+class RssSampler(threading.Thread):
+    """Every half second until stopped: the largest single process of the tree, its whole size, kept as lines."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        super().__init__(daemon=True)
+        self._pid, self._out, self._stopping = pid, out, threading.Event()
+        self.peak_process_kib = self.peak_tree_kib = 0
+
+    def run(self) -> None:
+        start = time.perf_counter()
+        with self._out.open("w") as out:
+            out.write("seconds\tlargest_kib\ttree_kib\n")
+            while not self._stopping.wait(0.5):
+                sizes = tree_rss_kib(self._pid) or [0]
+                self.peak_process_kib = max(self.peak_process_kib, max(sizes))
+                self.peak_tree_kib = max(self.peak_tree_kib, sum(sizes))
+                out.write(f"{time.perf_counter() - start:.1f}\t{max(sizes)}\t{sum(sizes)}\n")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
 
 
 def run(workdir: Path, count: int, py_spy: str | None, baseline: bool = False) -> dict[str, Any]:
@@ -109,32 +148,40 @@ def run(workdir: Path, count: int, py_spy: str | None, baseline: bool = False) -
         ]
     before = os.getloadavg()
     start = time.perf_counter()
-    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    with (
+        Path(f"{run_dir}.stdout").open("w+") as stdout_file,
+        Path(f"{run_dir}.stderr").open("w") as stderr_file,
+    ):
+        process = subprocess.Popen(command, cwd=ROOT, stdout=stdout_file, stderr=stderr_file)
+        # Sampled from /proc: RUSAGE_CHILDREN would see only py-spy when it wraps the run.
+        sampler = RssSampler(process.pid, Path(f"{run_dir}.rss.tsv"))
+        sampler.start()
+        returncode = process.wait()
+        sampler.stop()
+        stdout_file.seek(0)
+        stdout = stdout_file.read()
     seconds = time.perf_counter() - start
     after = os.getloadavg()
-    Path(f"{run_dir}.stdout").write_text(out.stdout)
-    Path(f"{run_dir}.stderr").write_text(out.stderr)
-    if out.returncode not in (0, 1):
-        raise SystemExit(f"labelflow run failed ({out.returncode}): see {run_dir}.stderr")
+    if returncode not in (0, 1):
+        raise SystemExit(f"labelflow run failed ({returncode}): see {run_dir}.stderr")
     # py-spy says what it did on stdout too, before and after the report.
-    report: dict[str, Any] = json.JSONDecoder().raw_decode(out.stdout[out.stdout.index("{") :])[0]
-    # Children's peak is the largest single process waited for so far; sizes run from small to large.
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    report: dict[str, Any] = json.JSONDecoder().raw_decode(stdout[stdout.index("{") :])[0]
     return {
         "rows": count,
         "writes": "client (baseline)" if baseline else "store",
         "wall": seconds,
         "report": report,
-        "peak_mib": peak_mib,
+        "peak_mib": sampler.peak_process_kib / 1024,
+        "peak_tree_mib": sampler.peak_tree_kib / 1024,
         "load": (before, after),
     }
 
 
 def table(results: list[dict[str, Any]]) -> str:
     head = (
-        "| rows | Ground Truth writes | status | total s | "
+        "| rows | services' S3 traffic | status | total s | "
         + " | ".join(STATES)
-        + " | reviewed | peak RSS MiB | load before → after |"
+        + " | reviewed | peak RSS MiB (process, tree) | load before → after |"
     )
     lines = [head, "|---:|---|" + "---:|" * (len(STATES) + 5)]
     for result in results:
@@ -148,7 +195,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{report['seconds']:.0f}",
             *(f"{stages.get(state, 0.0):.1f}" for state in STATES),
             f"{report['counts']['sent_to_review']:,}",
-            f"{result['peak_mib']:.0f}",
+            f"{result['peak_mib']:.0f}, {result['peak_tree_mib']:.0f}",
             f"{before} → {after}",
         ]
         lines.append("| " + " | ".join(cells) + " |")

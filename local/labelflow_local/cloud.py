@@ -32,6 +32,7 @@ from labelflow_local.functions import FunctionRegistry
 from labelflow_local.processing import LocalProcessing, download_prefix, upload_tree
 from labelflow_local.publish import publish_processing_code
 from labelflow_local.review import LocalGroundTruth, WorkerAnswers
+from labelflow_local.store import ObjectStore, object_store
 from labelflow_local.template import (
     LOCAL_BUCKET,
     LOCAL_STACK,
@@ -192,15 +193,18 @@ class LocalCloud:
         Ground Truth's per-object worker-response files are left out: the same answers are in the
         consolidation request beside them, and there is one file per reviewed record.
         """
-        download_prefix(
-            self.s3, f"s3://{self.bucket}/{prefix}", destination / self.bucket / prefix, skip="/worker-response/"
-        )
-        return destination / self.bucket / prefix
+        target = destination / self.bucket / prefix
+        download_prefix(self._copies(), f"s3://{self.bucket}/{prefix}", target, skip="/worker-response/")
+        return target
 
     def restore(self, source: Path, prefix: str) -> int:
         """Upload what `export` wrote under `prefix` back into the bucket; the number of objects."""
         folder = source / self.bucket / prefix
-        return upload_tree(self.s3, folder, f"s3://{self.bucket}/{prefix}") if folder.is_dir() else 0
+        return upload_tree(self._copies(), folder, f"s3://{self.bucket}/{prefix}") if folder.is_dir() else 0
+
+    def _copies(self) -> ObjectStore:
+        """The disk copies are local mode's own, not the app's calls: straight to moto's store (see store.py)."""
+        return object_store(self.s3, self.bucket, self.region, self.account)
 
 
 class _CurrentStderr:

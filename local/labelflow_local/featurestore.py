@@ -156,7 +156,8 @@ class LocalFeatureStore:
         self._described: dict[str, dict[str, Any]] = {}
         self._creating: dict[str, int] = {}
         self._online: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
-        self._offline: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Each accepted write as (its values, the time it was written): the values dict is the online store's own.
+        self._offline: dict[str, list[tuple[dict[str, str], datetime]]] = defaultdict(list)
         self._lock = threading.Lock()
 
     def add_group(self, group: FeatureGroup) -> None:
@@ -255,9 +256,7 @@ class LocalFeatureStore:
             # An older event time goes to the offline store only, as in Feature Store.
             if current is None or _event_time(current[group.event_time], kind) <= event_time:
                 self._online[group_name][values[group.record_id]] = values
-            self._offline[group_name].append(
-                {**values, "api_invocation_time": now, "write_time": now, "is_deleted": False}
-            )
+            self._offline[group_name].append((values, now))
 
     def get_record(self, group_name: str, record_id: str) -> list[dict[str, str]] | None:
         if group_name not in self._groups:
@@ -276,7 +275,7 @@ class LocalFeatureStore:
     def offline_records(self, group_name: str) -> list[dict[str, Any]]:
         """The offline rows written since the last flush: every accepted PutRecord, duplicates included."""
         with self._lock:
-            return list(self._offline[group_name])
+            return [_offline_row(values, written) for values, written in self._offline[group_name]]
 
     def flush(self) -> list[Path]:
         """Write the online store as JSON and the pending offline rows as Parquet; returns the files."""
@@ -288,7 +287,8 @@ class LocalFeatureStore:
             for name, group in self._groups.items():
                 online = self.root / "online" / f"{name}.json"
                 online.parent.mkdir(parents=True, exist_ok=True)
-                online.write_text(json.dumps(self._online[name], indent=1, sort_keys=True))
+                # No indent: json.dumps with one runs Python's own encoder, not the C one (most of a 1M-row flush).
+                online.write_text(json.dumps(self._online[name], sort_keys=True))
                 written.append(online)
                 described = self.root / "groups" / f"{name}.json"
                 described.parent.mkdir(parents=True, exist_ok=True)
@@ -296,11 +296,7 @@ class LocalFeatureStore:
                 rows, self._offline[name] = self._offline[name], []
                 if not rows:
                     continue
-                table = pa.Table.from_pylist([self._typed(group, row) for row in rows])
-                kind = group.features[group.event_time]
-                hours = [_event_time(row[group.event_time], kind) for row in rows]
-                for part, fmt in (("year", "%Y"), ("month", "%m"), ("day", "%d"), ("hour", "%H")):
-                    table = table.append_column(part, pa.array([hour.strftime(fmt) for hour in hours]))
+                table = pa.table({**_typed_columns(group, rows), **_hour_partitions(group, rows)})
                 data = (
                     self.root
                     / f"{self._account}/sagemaker/{self._region}/offline-store/{name}-{group.created_epoch}/data"
@@ -342,22 +338,6 @@ class LocalFeatureStore:
                 self._online[name] = json.loads(online.read_text()) if online.is_file() else {}
             loaded.append(name)
         return loaded
-
-    @staticmethod
-    def _typed(group: FeatureGroup, row: dict[str, Any]) -> dict[str, Any]:
-        typed: dict[str, Any] = {}
-        for name, kind in group.features.items():
-            value = row.get(name)
-            if value is None:
-                typed[name] = None
-            elif kind == "Integral":
-                typed[name] = int(value)
-            elif kind == "Fractional":
-                typed[name] = float(value)
-            else:
-                typed[name] = value
-        typed.update({key: row[key] for key in RESERVED})
-        return typed
 
     # botocore hooks -----------------------------------------------------------------------------
 
@@ -401,6 +381,36 @@ class LocalFeatureStore:
             return _response(200, self.describe_group(params["FeatureGroupName"]))
         except ServiceError as exc:
             return _error(exc)
+
+
+def _offline_row(values: dict[str, str], written: datetime) -> dict[str, Any]:
+    """A write as the offline store keeps it: its values and Feature Store's reserved columns."""
+    return {**values, "api_invocation_time": written, "write_time": written, "is_deleted": False}
+
+
+def _typed_columns(group: FeatureGroup, rows: list[tuple[dict[str, str], datetime]]) -> dict[str, list[Any]]:
+    """The offline rows column by column, each feature's values in its type (None where a record has none)."""
+    convert: dict[str, Any] = {"Integral": int, "Fractional": float}
+    columns: dict[str, list[Any]] = {}
+    for name, kind in group.features.items():
+        to_type = convert.get(kind, str)
+        values = [row.get(name) for row, _ in rows]
+        columns[name] = [None if value is None else to_type(value) for value in values]
+    written = [at for _, at in rows]
+    return {**columns, "api_invocation_time": written, "write_time": written, "is_deleted": [False] * len(rows)}
+
+
+def _hour_partitions(group: FeatureGroup, rows: list[tuple[dict[str, str], datetime]]) -> dict[str, list[str]]:
+    """The year/month/day/hour partition of each row's event time (each distinct event time parsed once)."""
+    kind = group.features[group.event_time]
+    parts: dict[str, tuple[str, str, str, str]] = {}
+    for values, _ in rows:
+        stamp = values[group.event_time]
+        if stamp not in parts:
+            hour = _event_time(stamp, kind)
+            parts[stamp] = (hour.strftime("%Y"), hour.strftime("%m"), hour.strftime("%d"), hour.strftime("%H"))
+    keyed = [parts[values[group.event_time]] for values, _ in rows]
+    return {part: [row[index] for row in keyed] for index, part in enumerate(("year", "month", "day", "hour"))}
 
 
 def _error(exc: ServiceError) -> tuple[AWSResponse, dict[str, Any]]:

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from labelflow.s3 import S3Location
+from labelflow_local import store as stores
 from labelflow_local.processing_env import ensure_processing_env
+from labelflow_local.store import ClientStore, MotoStore, ObjectStore
 
 _CONTAINER_ROOT = "/opt/ml/"
 # Instances run at once on this machine; the others wait their turn.
@@ -25,31 +27,36 @@ def download_prefix(
 ) -> int:
     """Copy every object under an S3 prefix into `destination`, keeping paths below the prefix's folder.
 
-    `shard` (index, count) keeps one instance's share of ShardedByS3Key: SageMaker does not document which
-    objects go to which instance, so here the objects are dealt out in key order, round-robin.
+    `s3` is a client or an ObjectStore (labelflow_local.store). `shard` (index, count) keeps one instance's share
+    of ShardedByS3Key: SageMaker does not document which objects go to which instance, so here the objects are
+    dealt out in key order, round-robin.
     """
+    store = _as_store(s3)
     location = S3Location.parse(s3_uri)
     folder = location.key.rsplit("/", 1)[0] + "/" if "/" in location.key else ""
     index, count = shard
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.key):
-        keys += [item["Key"] for item in page.get("Contents", [])]
+    keys = store.keys(location.bucket, location.key)
     keys = [key for key in keys if not key.endswith("/") and not (skip and skip in key)][index::count]
     for key in keys:
         target = destination / key[len(folder) :]
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Plain GETs: managed transfers start a thread pool per call, costly for many small files.
-        target.write_bytes(s3.get_object(Bucket=location.bucket, Key=key)["Body"].read())
+        store.download(location.bucket, key, target)
     return len(keys)
 
 
 def upload_tree(s3: Any, source: Path, s3_uri: str) -> int:
+    """Upload every file under `source` below the S3 prefix, in path order; `s3` is a client or an ObjectStore."""
+    store = _as_store(s3)
     location = S3Location.parse(s3_uri)
     prefix = location.key if location.key.endswith("/") else location.key + "/"
     files = sorted(path for path in source.rglob("*") if path.is_file() and not path.is_symlink())
     for path in files:
-        s3.put_object(Bucket=location.bucket, Key=prefix + path.relative_to(source).as_posix(), Body=path.read_bytes())
+        store.upload(path, location.bucket, prefix + path.relative_to(source).as_posix())
     return len(files)
+
+
+def _as_store(s3: Any) -> ObjectStore:
+    return s3 if isinstance(s3, ClientStore | MotoStore) else ClientStore(s3)
 
 
 def unsupported_input(item: dict[str, Any]) -> str | None:
@@ -126,7 +133,8 @@ class LocalProcessing:
                 for instance in instances:
                     for output in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
                         s3_output = output["S3Output"]
-                        upload_tree(self._s3, Path(instance.local(s3_output["LocalPath"])), s3_output["S3Uri"])
+                        uri = s3_output["S3Uri"]
+                        upload_tree(self._store(uri), Path(instance.local(s3_output["LocalPath"])), uri)
                 describe.update(ProcessingJobStatus="Completed", ExitMessage=message)
             else:
                 lines = failed.stderr.strip().splitlines() or [f"exit code {failed.exit_code}"]
@@ -134,6 +142,10 @@ class LocalProcessing:
                 describe.update(ProcessingJobStatus="Failed", FailureReason=reason[:1024], ExitMessage=failed.message)
         describe["ProcessingEndTime"] = datetime.now(UTC).isoformat()
         return describe
+
+    def _store(self, s3_uri: str) -> ObjectStore:
+        """The container's copies go straight to moto's store when this process holds the bucket (see store.py)."""
+        return stores.object_store(self._s3, S3Location.parse(s3_uri).bucket, self._region, self._account)
 
     def _run_instance(self, request: dict[str, Any], instance: Instance, hosts: list[str]) -> None:
         """Download the instance's inputs, run the container's command on its tree, keep how it ended."""
@@ -147,7 +159,8 @@ class LocalProcessing:
                 if sharded:
                     # An instance may be dealt no object: its input folder is there, empty.
                     destination.mkdir(parents=True, exist_ok=True)
-                download_prefix(self._s3, s3_input["S3Uri"], destination, shard=shard if sharded else (0, 1))
+                uri = s3_input["S3Uri"]
+                download_prefix(self._store(uri), uri, destination, shard=shard if sharded else (0, 1))
         config = instance.root / "opt/ml/config"
         config.mkdir(parents=True, exist_ok=True)
         (config / "processingjobconfig.json").write_text(json.dumps(request, default=str))

@@ -20,13 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
-from moto.s3.models import FakeKey, S3Backend, s3_backends
-from moto.utilities.utils import get_partition
-
 from labelflow.layout import labeling_output_manifest_uri
 from labelflow.models.reviewers import ReviewerLineage, reviewers_uri
 from labelflow.review.manifests import answer_content, consolidation_item, output_line
 from labelflow.s3 import S3Location, exists, get_json, iter_jsonl, put_bytes, put_json
+from labelflow_local import store
 from labelflow_local.functions import FunctionError, FunctionRegistry
 
 T = TypeVar("T")
@@ -378,30 +376,6 @@ class MainThreadPrompt:
         return outcome[0]
 
 
-class MotoStoreWriter:
-    """Ground Truth's own writes, put straight into moto's in-process S3 store rather than through botocore.
-
-    On AWS these files are written by the service, not by the app's client; locally a PutObject per reviewed object
-    through botocore's whole request path bounded a big job. It takes the same `put_object` call as a client, so the
-    layer's put_bytes/put_json make the same keys and bodies; whatever the Lambdas read stays on the app's client.
-    """
-
-    def __init__(self, backend: S3Backend) -> None:
-        self._backend = backend
-
-    def put_object(self, *, Bucket: str, Key: str, Body: bytes, ContentType: str) -> dict[str, Any]:
-        stored: FakeKey = self._backend.put_object(Bucket, Key, Body)
-        stored.set_metadata({"Content-Type": ContentType})
-        return {"VersionId": stored.version_id}  # no ETag: nothing here reads it, and it hashes the body
-
-
-def ground_truth_writer(s3: Any, bucket: str, region: str, account: str) -> Any:
-    """Where Ground Truth's files go: moto's store when this process holds `bucket` (local mode's mock_aws), else
-    through the app's client (e.g. an endpoint in another process)."""
-    backend = s3_backends[account][get_partition(region)]
-    return MotoStoreWriter(backend) if bucket in backend.buckets else s3
-
-
 class LocalGroundTruth:
     """Runs CreateLabelingJob requests to completion and answers with DescribeLabelingJob's shape."""
 
@@ -444,7 +418,8 @@ class LocalGroundTruth:
         categories_uri = S3Location.parse(request["LabelCategoryConfigS3Uri"])
         categories = [entry["label"] for entry in get_json(self._s3, *categories_uri)["labels"]]
 
-        writer = ground_truth_writer(self._s3, output.bucket, self._region, self._account)
+        # Ground Truth's own files: straight into moto's store when this process holds the bucket (see store.py).
+        writer: Any = store.direct_store(output.bucket, self._region, self._account) or self._s3
         try:
             batch, answered_by, ended = self._collect_answers(arn, task, lines, output, stamp, writer)
             self._record_reviewers(output_path, name, answered_by, writer)

@@ -10,6 +10,7 @@ import pytest
 
 from labelflow.formats import ResolvedInput
 from labelflow.models.spec import DatasetSpec
+from labelflow_local import store
 from labelflow_local.processing import LocalProcessing, download_prefix, upload_tree
 from labelflow_local.processing_env import ensure_processing_env
 
@@ -219,6 +220,34 @@ def test_a_successful_job_runs_on_the_remapped_tree_and_uploads_its_outputs(s3: 
     assert len(paths) == 5 and not any(path.startswith("/opt/ml/") for path in paths)
     assert {path.split("/opt/ml/")[0] for path in paths + [script]} == {script.split("/opt/ml/")[0]}
     assert arguments[-2:] == ["--mode", "ok"]
+
+
+def _outputs(s3: Any, bucket: str) -> dict[str, tuple[bytes, str, int]]:
+    """The job's output objects: body (result.json without its run's temporary paths), content type, length."""
+    seen = {}
+    for key in keys(s3, bucket, "runs/r1/output/"):
+        head = s3.head_object(Bucket=bucket, Key=key)
+        body = read(s3, bucket, key)
+        if key.endswith("result.json"):
+            body = json.dumps({**json.loads(body), "argv": None}).encode()
+        seen[key] = (body, head["ContentType"], head["ContentLength"])
+    return seen
+
+
+def test_the_containers_copies_are_the_same_straight_in_the_store_as_through_the_client(
+    s3: Any, staged: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the job run once with its inputs and outputs copied through the app's S3 client
+    with monkeypatch.context() as through_client:
+        through_client.setattr(store, "direct_store", lambda *_: None)
+        before = LocalProcessing(s3, REGION, ACCOUNT).run(request(staged))
+    through_client_outputs = _outputs(s3, staged)
+    # When it runs again with its copies straight into and out of moto's store
+    after = LocalProcessing(s3, REGION, ACCOUNT).run(request(staged))
+    # Then it saw the same inputs and wrote the same objects: keys, bodies, content types and lengths
+    assert after["ProcessingJobStatus"] == before["ProcessingJobStatus"] == "Completed"
+    assert _outputs(s3, staged) == through_client_outputs
+    assert json.loads(through_client_outputs["runs/r1/output/result.json"][0])["total"] == 6
 
 
 def test_a_job_that_writes_a_message_and_exits_2_fails_with_that_message(s3: Any, staged: str) -> None:

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from labelflow.s3 import put_json
-from labelflow_local import review
+from labelflow_local import review, store
 from labelflow_local.cloud import ACCOUNT, REGION, LocalCloud, local_cloud
-from labelflow_local.review import LocalGroundTruth, MotoStoreWriter, SimulatedWorkers, ground_truth_writer
+from labelflow_local.review import LocalGroundTruth, SimulatedWorkers
+from labelflow_local.store import MotoStore, direct_store
 
 LABELS = ["negative", "positive"]
 TRUTH = {"r1": "negative", "r2": "positive", "r3": "positive"}  # r4 has no truth: its task gets no answer
@@ -93,7 +94,7 @@ def test_ground_truths_files_are_the_same_straight_in_the_store_as_through_the_c
 ) -> None:
     # Given a small job run once with every file written through the app's S3 client (one PutObject each)
     with monkeypatch.context() as through_client:
-        through_client.setattr(review, "ground_truth_writer", lambda s3, *_: s3)
+        through_client.setattr(store, "direct_store", lambda *_: None)
         described_before, before = _run_job(tmp_path / "client")
     # When the same job runs with Ground Truth's files written straight into moto's store
     described_after, after = _run_job(tmp_path / "store")
@@ -120,5 +121,5 @@ def test_the_store_is_written_directly_only_when_this_process_holds_the_bucket(t
     # Given local mode's cloud in this process, with its bucket
     with local_cloud(SimulatedWorkers(TRUTH), tmp_path) as cloud:
         # Then its bucket is written straight into moto's store, and any other bucket through the client
-        assert isinstance(ground_truth_writer(cloud.s3, cloud.bucket, REGION, ACCOUNT), MotoStoreWriter)
-        assert ground_truth_writer(cloud.s3, "elsewhere", REGION, ACCOUNT) is cloud.s3
+        assert isinstance(direct_store(cloud.bucket, REGION, ACCOUNT), MotoStore)
+        assert direct_store("elsewhere", REGION, ACCOUNT) is None
