@@ -225,7 +225,7 @@ def _csv_batches(file: InputFile, required: list[str]) -> Iterator[RawBatch]:
     delimiter = file.read_as.delimiter
     assert delimiter is not None, "a CSV input is read with the delimiter planning resolved"
     header = [name.strip() for name in _split(_header(file), delimiter)]
-    _check_columns(file, header, required)
+    check_columns(file.name, header, required)
     scan = _CsvScan(len(header), header.index(required[0]), delimiter)
     held: RawBatch | None = None
     for batch in _csv_parsed(file, header, required, scan):
@@ -312,13 +312,14 @@ def _lines_between(first: int, count: int, skipped: list[int]) -> np.ndarray:
     return candidates[:count]
 
 
-def _check_columns(file: InputFile, header: list[str], required: list[str]) -> None:
+def check_columns(file_name: str, header: list[str], required: list[str]) -> None:
+    """Every required column present once in the header of `file_name` (both engines read headers by this)."""
     missing = [name for name in required if name not in header]
     if missing:
         raise FatalInputError(f"missing required columns: {', '.join(sorted(missing))}")
     repeated = sorted(name for name in set(required) if header.count(name) > 1)
     if repeated:
-        raise FatalInputError(f"repeated columns in the header of {file.name}: {', '.join(repeated)}")
+        raise FatalInputError(f"repeated columns in the header of {file_name}: {', '.join(repeated)}")
 
 
 def _first_bad_utf8(file: InputFile) -> int | None:
@@ -491,7 +492,7 @@ def _parquet_batches(file: InputFile, required: list[str]) -> Iterator[RawBatch]
             parquet = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as exc:
             raise FatalInputError(f"input is not readable as parquet: {file.name}: {exc}") from exc
-        _check_columns(file, parquet.schema_arrow.names, required)
+        check_columns(file.name, parquet.schema_arrow.names, required)
         first = 1
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=required, use_threads=False):
             lines = np.arange(first, first + batch.num_rows, dtype=np.int64)

@@ -7,7 +7,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from labelflow_processing.config import FatalInputError, Spec
-from labelflow_processing.readers import ReadAs
+from labelflow_processing.readers import ReadAs, check_columns
 
 # Encodings whose line ends are single bytes, so Spark can split lines before decoding.
 SPLITTABLE_ENCODINGS = ("utf-8", "utf-8-sig", "cp1252", "latin-1", "iso8859-1", "ascii")
@@ -24,18 +24,9 @@ def header(spark: SparkSession, uri: str, read_as: ReadAs) -> list[str]:
     return [name.strip() for name in fields]
 
 
-def _check_columns(name: str, header: list[str], required: list[str]) -> None:
-    missing = [column for column in required if column not in header]
-    if missing:
-        raise FatalInputError(f"missing required columns: {', '.join(sorted(missing))}")
-    repeated = sorted(column for column in set(required) if header.count(column) > 1)
-    if repeated:
-        raise FatalInputError(f"repeated columns in the header of {name}: {', '.join(repeated)}")
-
-
 def _read_csv(spark: SparkSession, uri: str, name: str, read_as: ReadAs, required: list[str]) -> DataFrame:
     names = header(spark, uri, read_as)
-    _check_columns(name, names, required)
+    check_columns(name, names, required)
     schema = T.StructType([T.StructField(f"c{i}", T.StringType()) for i in range(len(names))])
     schema.add("_corrupt", T.StringType())
     frame = spark.read.csv(
@@ -77,7 +68,7 @@ def _read_jsonl(spark: SparkSession, uri: str, required: list[str]) -> DataFrame
 def _read_parquet(spark: SparkSession, uri: str, name: str, spec: Spec) -> DataFrame:
     required = spec.required_columns
     frame = spark.read.parquet(uri)
-    _check_columns(name, frame.columns, required)
+    check_columns(name, frame.columns, required)
     numbers = {f.column for f in spec.features if f.numeric}
     # Spark spells a float as text its own way (3.0, 1.0E20), Arrow another (3, 1e+20): where a float becomes
     # text (an id, a display, a category, a model's text), the two engines would differ.
