@@ -11,16 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from labelflow_processing.config import FatalInputError, Spec
 from labelflow_processing.pipeline import check_rejected_share, part_stats, run_files, run_stats, scan_ids
-from labelflow_processing.readers import InputFile, ReadAs
+from labelflow_processing.readers import InputFile, QuotedLineBreak, ReadAs
 from labelflow_processing.shards import (
     Host,
     PartScan,
     duplicate_count,
     merged_stats,
     part_dir,
-    physical_lines,
+    part_lines,
     read_scans,
     shard_of,
     write_scan,
@@ -43,12 +45,17 @@ class Pass:
 
 
 def scan_pass(job: Pass) -> None:
-    """Per part: rows read and rejected, physical lines, and the accepted rows' id hashes."""
+    """Per part: rows read and rejected, the lines it numbers, and the accepted rows' id hash pairs. A quoted line
+    break the spec rules out is only noted: its line in the whole input needs the parts before it, so the next
+    pass fails with it (shards.read_scans)."""
     for file in job.files:
-        ids = scan_ids([file], job.spec, job.default_event_time, job.output_dir.parent)
-        write_scan(
-            job.output_dir, PartScan(file.name, ids.records_in, ids.rejected, physical_lines(file.path), ids.ids)
-        )
+        try:
+            ids = scan_ids([file], job.spec, job.default_event_time, job.output_dir.parent)
+        except QuotedLineBreak as found:
+            write_scan(job.output_dir, PartScan(file.name, 0, 0, 0, np.empty((0, 2), np.uint64), found.line))
+            continue
+        lines = part_lines(file, ids.records_in)
+        write_scan(job.output_dir, PartScan(file.name, ids.records_in, ids.rejected, lines, ids.ids))
 
 
 def stats_pass(job: Pass, fitting: bool) -> None:

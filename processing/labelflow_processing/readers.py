@@ -15,7 +15,9 @@ row number.
 A CSV row is a record, not a physical line: a quoted cell may span lines. A record with the wrong number of
 fields that spans lines is broken quoting (an unclosed quote folded the next lines into it): it is rejected with
 the number of lines it holds, and so is every later record of the file. A quote still open at the end of the
-file rejects the record it opened. Rows read = records, and each ends a record or a rejection.
+file rejects the record it opened. Rows read = records, and each ends a record or a rejection. When the spec
+says no CSV value holds a line break (`ReadAs.newlines_in_values` false: each line is a whole record, so the
+file may be cut at line ends), the first record holding one fails the file (QuotedLineBreak).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import csv
+import functools
 import io
 import json
 import re
@@ -61,6 +64,8 @@ class ReadAs:
     gzip: bool = False
     encoding: str = "utf-8-sig"
     delimiter: str | None = None
+    # False: the spec says no CSV value holds a line break (input.newlines_in_values).
+    newlines_in_values: bool = True
 
     @property
     def codec(self) -> str:
@@ -71,6 +76,18 @@ class ReadAs:
     def utf8(self) -> bool:
         """Whether the text is UTF-8, which the readers take as bytes without transcoding."""
         return self.codec in ("utf-8", "utf-8-sig")
+
+
+class QuotedLineBreak(FatalInputError):
+    """A CSV record holds a line break inside quotes though the spec says no value does; `line` numbers it in the
+    whole input (a part's reader gives its own line, which the sharded passes shift)."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(
+            "the spec says CSV values hold no line breaks (input.newlines_in_values: false) but line "
+            f"{line} has one inside quotes; remove the setting"
+        )
+        self.line = line
 
 
 @dataclass(frozen=True)
@@ -170,6 +187,8 @@ class _CsvScan:
     invalid: list[Rejection] = field(default_factory=list)
     broken: int | None = None
     ended: bool = False
+    # The first skipped row whose text holds a line break (a quoted one, or the end mark inside an open quote).
+    spanning: int | None = None
 
     @property
     def end_record(self) -> str:
@@ -182,6 +201,8 @@ class _CsvScan:
         if text == self.end_record:
             self.ended = True
             return "skip"
+        if self.spanning is None and ("\n" in text or "\r" in text):
+            self.spanning = row.number
         if text.endswith(self.end_record):
             self.ended = True
             reason = _UNCLOSED
@@ -243,18 +264,23 @@ def _csv_batches(file: InputFile, required: list[str]) -> Iterator[RawBatch]:
 
 
 def _csv_parsed(file: InputFile, header: list[str], required: list[str], scan: _CsvScan) -> Iterator[RawBatch]:
-    """Arrow's batches as RawBatches; every row after broken quoting is rejected."""
+    """Arrow's batches as RawBatches; every row after broken quoting is rejected. Without newlines in values,
+    every cell is read to find the first that holds a line break (QuotedLineBreak)."""
     read_as = file.read_as
+    # Columns by position: a header may repeat a name the spec does not need.
+    positions = [f"c{index}" for index in range(len(header))]
+    wanted = {name: positions[header.index(name)] for name in required}
+    included = list(wanted.values()) if read_as.newlines_in_values else positions
     # Single-threaded, so the reader knows the number of each row it skips.
     read_options = pa_csv.ReadOptions(
-        use_threads=False, block_size=BLOCK_BYTES, column_names=header, skip_rows=1, encoding="utf8"
+        use_threads=False, block_size=BLOCK_BYTES, column_names=positions, skip_rows=1, encoding="utf8"
     )
     parse_options = pa_csv.ParseOptions(
         delimiter=scan.delimiter, newlines_in_values=True, invalid_row_handler=scan.on_invalid
     )
     convert_options = pa_csv.ConvertOptions(
-        include_columns=required,
-        column_types=dict.fromkeys(required, pa.string()),
+        include_columns=included,
+        column_types=dict.fromkeys(included, pa.string()),
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
@@ -266,16 +292,32 @@ def _csv_parsed(file: InputFile, header: list[str], required: list[str], scan: _
         for records in _csv_records(file, source, (read_options, parse_options, convert_options)):
             lines = _lines_between(next_line, records.num_rows, [r.line for r in scan.invalid])
             last = int(lines[-1]) if len(lines) else next_line - 1
-            batch = RawBatch({name: records.column(name) for name in required}, lines, scan.taken(last))
+            if not read_as.newlines_in_values:
+                _check_single_line(records, lines, scan, last)
+            batch = RawBatch({name: records.column(wanted[name]) for name in required}, lines, scan.taken(last))
             if scan.broken is not None:
                 reason = f"after the broken quoting at line {scan.broken}"
                 batch = _cut(batch, int(np.searchsorted(lines, scan.broken)), required[0], reason)
             yield batch
             next_line = last + 1
+        if not read_as.newlines_in_values and scan.spanning is not None:
+            raise QuotedLineBreak(scan.spanning)
         if scan.invalid:
             yield RawBatch(columns={}, lines=np.empty(0, np.int64), rejected=scan.taken(np.iinfo(np.int64).max))
     finally:
         stream.close()
+
+
+def _check_single_line(records: pa.RecordBatch, lines: np.ndarray, scan: _CsvScan, last: int) -> None:
+    """QuotedLineBreak at the first row up to line `last` that holds a line break: a cell of the batch (only a
+    quoted cell can), or a skipped row's text."""
+    found = [scan.spanning] if scan.spanning is not None and scan.spanning <= last else []
+    if records.num_columns:
+        breaks = functools.reduce(pc.or_, (pc.match_substring_regex(c, r"[\r\n]") for c in records.columns))
+        rows = np.flatnonzero(breaks.to_numpy(zero_copy_only=False))
+        found += [int(lines[rows[0]])] if len(rows) else []
+    if found:
+        raise QuotedLineBreak(min(found))
 
 
 def _cut(batch: RawBatch, keep: int, id_column: str, reason: str) -> RawBatch:
@@ -521,10 +563,24 @@ def add_read_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gzip", action="store_true", help="every input file is a gzip stream")
     parser.add_argument("--encoding", type=_encoding, default="utf-8-sig", help="text encoding of CSV and JSON Lines")
     parser.add_argument("--delimiter", type=_delimiter, help="the CSV field delimiter; required with --format csv")
+    parser.add_argument(
+        "--no-newlines-in-values",
+        dest="newlines_in_values",
+        action="store_false",
+        help="no CSV value holds a line break (the spec's input.newlines_in_values: false): each line is a record",
+    )
 
 
 def read_as_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ReadAs:
     """The ReadAs the options of add_read_arguments give; a delimiter goes with CSV and only with it."""
     if (args.format == "csv") != (args.delimiter is not None):
         parser.error("--delimiter is required with --format csv, and only with it")
-    return ReadAs(format=args.format, gzip=args.gzip, encoding=args.encoding, delimiter=args.delimiter)
+    if args.format != "csv" and not args.newlines_in_values:
+        parser.error("--no-newlines-in-values goes with --format csv only")
+    return ReadAs(
+        format=args.format,
+        gzip=args.gzip,
+        encoding=args.encoding,
+        delimiter=args.delimiter,
+        newlines_in_values=args.newlines_in_values,
+    )

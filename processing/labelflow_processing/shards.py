@@ -4,8 +4,9 @@ Planning cuts a large input into parts at line ends, and each instance of a job 
 the whole input travel between jobs as files, one folder per part (`parts/<part>/`, the part's path under the
 input folder), read back in part order, which is the input's record order:
 
-1. scan: `scan.json` (rows read and rejected, physical lines) and `ids.bin`, two 64-bit hashes of each accepted
-   row's record id (record_ids.pair_hashes), in row order.
+1. scan: `scan.json` (rows read and rejected, the lines the part numbers, the line of a quoted line break the
+   spec rules out) and `ids.bin`, two 64-bit hashes of each accepted row's record id (record_ids.pair_hashes),
+   in row order.
 2. stats: the statistics of the part's accepted rows that are not duplicates (`stats.json` plus value counts and
    medians' keys beside it), which every instance merges in part order into the same state and drift.
 3. process: each part's records, rejections and stats under `parts/<part>/`; the first host writes state.json.
@@ -22,6 +23,7 @@ import numpy as np
 import pyarrow.feather as feather
 
 from labelflow_processing.config import FatalInputError, Spec
+from labelflow_processing.readers import InputFile, QuotedLineBreak
 from labelflow_processing.selection import Observed
 from labelflow_processing.transforms import FeatureStats, Moments, ValueCounts
 
@@ -65,6 +67,8 @@ class PartScan:
     rejected: int
     lines: int
     ids: np.ndarray
+    # The part's own line of its first quoted line break, when the spec says CSV values hold none.
+    line_break: int | None = None
 
 
 def physical_lines(path: Path) -> int:
@@ -77,16 +81,29 @@ def physical_lines(path: Path) -> int:
     return count + (last != b"\n")
 
 
+def part_lines(file: InputFile, records_in: int) -> int:
+    """The lines a part adds to the numbering of the parts after it. A JSON Lines row is numbered by its physical
+    line; a CSV row by its record, the header being line 1 of every part (readers.py), so a CSV part adds its rows
+    read and its header, a copy of the first part's, adds nothing."""
+    return records_in if file.read_as.format == "csv" else physical_lines(file.path)
+
+
 def write_scan(root: Path, scan: PartScan) -> None:
     folder = part_dir(root, scan.name)
     folder.mkdir(parents=True, exist_ok=True)
-    facts = {"records_in": scan.records_in, "rejected": scan.rejected, "lines": scan.lines}
+    facts = {
+        "records_in": scan.records_in,
+        "rejected": scan.rejected,
+        "lines": scan.lines,
+        "line_break": scan.line_break,
+    }
     (folder / SCAN_FILE).write_text(json.dumps(facts) + "\n", encoding="utf-8")
     np.ascontiguousarray(scan.ids, dtype=np.uint64).tofile(folder / IDS_FILE)
 
 
 def read_scans(root: Path) -> list[PartScan]:
-    """Every part's scan, in part order; FatalInputError when there is none."""
+    """Every part's scan, in part order; FatalInputError when there is none, QuotedLineBreak at the whole
+    input's line when a part found one."""
     found = sorted((root / PARTS).rglob(SCAN_FILE))
     if not found:
         raise FatalInputError(f"no scan of the input's parts under {root}")
@@ -95,8 +112,18 @@ def read_scans(root: Path) -> list[PartScan]:
         facts = json.loads(path.read_text(encoding="utf-8"))
         ids = np.fromfile(path.parent / IDS_FILE, dtype=np.uint64).reshape(-1, 2)
         name = path.parent.relative_to(root / PARTS).as_posix()
-        scans.append(PartScan(name, int(facts["records_in"]), int(facts["rejected"]), int(facts["lines"]), ids))
+        counts = int(facts["records_in"]), int(facts["rejected"]), int(facts["lines"])
+        scans.append(PartScan(name, *counts, ids, facts.get("line_break")))
+    _check_line_breaks(scans)
     return scans
+
+
+def _check_line_breaks(scans: list[PartScan]) -> None:
+    """The first part's quoted line break, numbered as one instance reading the whole input numbers it: the parts
+    before it are whole, so their lines are exact."""
+    for index, scan in enumerate(scans):
+        if scan.line_break is not None:
+            raise QuotedLineBreak(sum(earlier.lines for earlier in scans[:index]) + scan.line_break)
 
 
 @dataclass(frozen=True)

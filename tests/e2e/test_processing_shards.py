@@ -4,6 +4,7 @@ Process jobs planning derives) gives the features, predictions, rejections and s
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -15,7 +16,7 @@ from labelflow import planning
 from labelflow.formats import ResolvedInput
 from labelflow.layout import RunLayout
 from labelflow.models.artifacts import ProcessingCode
-from labelflow.models.spec import DatasetSpec
+from labelflow.models.spec import DatasetSpec, InputSpec
 from labelflow.models.state import WorkflowState
 from labelflow.routing import gather_parts
 from labelflow.s3 import S3Location
@@ -27,14 +28,17 @@ from labelflow_local.template import PROJECT_ROOT
 from tests.unit.labelflow.test_planning_shards import settings
 from tests.unit.local.test_processing_runner import SCRIPT
 from tests.unit.local.test_processing_runner import request as runner_request
+from tests.unit.processing.conftest import in_image
 
 DEMO = PROJECT_ROOT / "demo"
 JSONL = ResolvedInput(format="jsonl", encoding="utf-8-sig")
+# How planning resolves a CSV file whose spec says no value holds a line break (single_line below).
+CSV = ResolvedInput(format="csv", encoding="utf-8-sig", delimiter=",", newlines_in_values=False)
 ROLE = "arn:aws:iam::123456789012:role/labelflow-SageMakerExecutionRole"
 
 
 def demo_rows() -> bytes:
-    """The demo's reviews as JSON Lines: JSON Lines is cut into parts, CSV is not."""
+    """The demo's reviews as JSON Lines."""
     with (DEMO / "data" / "reviews.csv").open(newline="", encoding="utf-8") as handle:
         return b"".join(json.dumps(row).encode() + b"\n" for row in csv.DictReader(handle))
 
@@ -72,10 +76,19 @@ class Runs:
         self.code = publish_processing_code(s3, bucket)
         self.processing = LocalProcessing(s3, "us-east-1", "123456789012", str(ensure_processing_env()))
 
-    def process(self, spec: DatasetSpec, data: bytes, instances: int) -> S3Location:
+    def process(self, spec: DatasetSpec, data: bytes, instances: int, resolved: ResolvedInput = JSONL) -> S3Location:
         """Freeze the input for `instances`, run its jobs, gather the outputs; returns the processed prefix."""
+        location, failures = self.attempt(spec, data, instances, resolved)
+        assert failures == [], failures
+        gather_parts(self.s3, location, spec.max_rejected_share)
+        return location
+
+    def attempt(
+        self, spec: DatasetSpec, data: bytes, instances: int, resolved: ResolvedInput
+    ) -> tuple[S3Location, list[str]]:
+        """Freeze the input for `instances` and run its jobs; the processed prefix and the failed jobs' reasons."""
         run_id = f"run{instances}{spec.dataset}"
-        key = f"raw/{spec.dataset}/data.jsonl"
+        key = f"raw/{spec.dataset}/data.{resolved.format}"
         version = self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)["VersionId"]
         run = WorkflowState(
             bucket=self.bucket,
@@ -91,24 +104,25 @@ class Runs:
         if spec.model is not None:
             body = (DEMO / "model" / "sentiment.joblib").read_bytes()
             self.s3.put_object(Bucket=self.bucket, Key=layout.model_key("sentiment.joblib"), Body=body)
-        parts = planning.freeze_input(self.s3, run, layout, instances)
+        parts = planning.freeze_input(self.s3, run, layout, instances, resolved)
         processed = f"s3://{self.bucket}/{layout.processed_prefix('0' * 64)}"
         chosen = settings(instances)
         job = planning.processing_job_request(
-            run, layout, self.code, spec, processed, "0" * 64, chosen, None, JSONL, parts
+            run, layout, self.code, spec, processed, "0" * 64, chosen, None, resolved, parts
         )
         jobs = [job]
         if parts > 1:
             names = (f"lf-{spec.dataset}-{run_id}-scan", f"lf-{spec.dataset}-{run_id}-stats")
             jobs = list(planning.shard_passes(job, processed, names))
+        failures = []
         for request in jobs:
             request = {**request, "RoleArn": ROLE}
             assert violations(operation_model("sagemaker", "CreateProcessingJob"), request) == []
             described = self.processing.run(request)
-            assert described["ProcessingJobStatus"] == "Completed", described.get("FailureReason")
-        location = S3Location.parse(processed)
-        gather_parts(self.s3, location, spec.max_rejected_share)
-        return location
+            if described["ProcessingJobStatus"] != "Completed":
+                failures.append(described.get("FailureReason", ""))
+                break
+        return S3Location.parse(processed), failures
 
     def lines(self, location: S3Location, name: str) -> list[dict[str, Any]]:
         body = self.s3.get_object(Bucket=location.bucket, Key=location.key + name)["Body"].read()
@@ -138,17 +152,52 @@ def runs(s3: Any, bucket: str) -> Runs:
     return Runs(s3, bucket)
 
 
-@pytest.mark.parametrize("dataset", ["demo", "repeats"])
+def single_line(spec: DatasetSpec) -> DatasetSpec:
+    """The spec saying no CSV value holds a line break, so a CSV file is cut into parts."""
+    return spec.model_copy(update={"input": InputSpec(newlines_in_values=False)})
+
+
+def demo_spec() -> DatasetSpec:
+    return DatasetSpec.model_validate(json.loads((DEMO / "datasets" / "reviews.json").read_text()))
+
+
+def wine_rows() -> bytes:
+    """scikit-learn's wine data as CSV: a text column with commas and quotes, ids repeated across what become
+    different parts, a bad number, a row of too many fields and a blank line."""
+    # scikit-learn is in the processing image's environment, not the tests'.
+    code = (
+        "import json; from sklearn.datasets import load_wine; wine = load_wine()\n"
+        "print(json.dumps([wine.data.tolist(), wine.target.tolist(), wine.target_names.tolist()]))"
+    )
+    data, targets, names = in_image(str(ensure_processing_env()), code)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["id", "text", "num", "cat"])
+    for repeat in range(12):
+        for i, (values, target) in enumerate(zip(data, targets, strict=True)):
+            text = f'{names[target]}, alcohol {values[0]:.2f}, "hue" {values[10]:.2f}'
+            number = "n/a" if (i + repeat) % 97 == 3 else f"{values[9]:.2f}"
+            writer.writerow([f"w{(repeat * 178 + i) % 2100}", text, number, names[target]])
+        out.write("\r\n" if repeat == 4 else f"extra{repeat},a,1,b,c\r\n")
+    return out.getvalue().encode()
+
+
+@pytest.mark.parametrize("dataset", ["demo", "repeats", "demo-csv", "wine-csv"])
 def test_one_and_three_instances_give_the_same_records(runs: Runs, dataset: str) -> None:
-    # Given the demo's reviews (a model scores them), or rows with repeated ids and bad values
+    # Given the demo's reviews (a model scores them) as JSON Lines or as its CSV file, rows with repeated ids and
+    # bad values, or scikit-learn's wine data as CSV, the CSV spec saying no value holds a line break
+    resolved = JSONL
     if dataset == "demo":
-        spec = DatasetSpec.model_validate(json.loads((DEMO / "datasets" / "reviews.json").read_text()))
-        data = demo_rows()
-    else:
+        spec, data = demo_spec(), demo_rows()
+    elif dataset == "repeats":
         spec, data = repeated_spec(), repeated_rows()
+    elif dataset == "demo-csv":
+        spec, data, resolved = single_line(demo_spec()), (DEMO / "data" / "reviews.csv").read_bytes(), CSV
+    else:
+        spec, data, resolved = single_line(repeated_spec()), wine_rows(), CSV
     # When one instance processes the file, then three process it frozen as three parts
-    one = runs.process(spec, data, 1)
-    three = runs.process(spec, data, 3)
+    one = runs.process(spec, data, 1, resolved)
+    three = runs.process(spec, data, 3, resolved)
     # Then the features and predictions are the same records, in the same order
     assert runs.lines(three, "records.jsonl") == runs.lines(one, "records.jsonl")
     # And the same rows are rejected, for the same reasons, at the same lines of the whole file
@@ -162,8 +211,27 @@ def test_one_and_three_instances_give_the_same_records(runs: Runs, dataset: str)
     for field in ("records_in", "records_out", "rejected", "predicted_labels", "model"):
         assert many[field] == single[field]
     assert close(many["drift"], single["drift"])
-    if dataset == "repeats":
+    if dataset in ("repeats", "wine-csv"):
         assert any(row["reason"].startswith("duplicate") for row in runs.lines(three, "rejected.jsonl"))
+
+
+def test_a_quoted_line_break_the_spec_rules_out_fails_one_or_three_instances_alike(runs: Runs) -> None:
+    # Given the demo's CSV file with a line break inside a quoted review in its last third, the spec saying none
+    data = (DEMO / "data" / "reviews.csv").read_bytes()
+    at = data.index(b"\nr02500,") + 1
+    data = data[:at] + data[at:].replace(b'yes,"', b'yes,"A line break:\n', 1)
+    line = data[:at].count(b"\n") + 1
+    spec = single_line(demo_spec())
+    # When one instance processes it, then three
+    _, one = runs.attempt(spec, data, 1, CSV)
+    _, three = runs.attempt(spec, data, 3, CSV)
+    # Then both fail with the same reason, naming the review's line of the whole file
+    expected = (
+        "the spec says CSV values hold no line breaks (input.newlines_in_values: false) but line "
+        f"{line} has one inside quotes; remove the setting"
+    )
+    assert one == three
+    assert len(one) == 1 and expected in one[0]
 
 
 def test_sharded_objects_are_dealt_round_robin_and_every_instance_uploads(s3: Any, bucket: str) -> None:

@@ -1,5 +1,6 @@
 """The sharded processing path through the whole workflow in local mode: a JSON Lines input above the sharding
-floor, processed by three instances (scan, stats and Process jobs), stores what one instance stores."""
+floor, processed by three instances (scan, stats and Process jobs), stores what one instance stores; so does the same
+rows as a CSV file whose spec says no value holds a line break."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def demo_rows() -> list[dict[str, Any]]:
 
 
 def sharded_input(path: Path) -> Path:
-    """The demo's reviews as JSON Lines padded past the floor, with rejects, one a duplicate across parts."""
+    """The demo's reviews padded past the floor, with rejects, one a duplicate across parts: JSON Lines, or CSV
+    (quoted where a review holds a comma or a quote) when `path` ends in .csv."""
     rows = demo_rows()
     middle = len(rows) // 2
     bad = [
@@ -76,14 +78,21 @@ def sharded_input(path: Path) -> Path:
     # The first row again at the end: the scan pass must find it in the first part and reject the last copy.
     rows = [*rows[:middle], *bad, *rows[middle:], rows[0]]
     width = SHARD_FLOOR // len(rows) + 64
-    lines = [json.dumps(row | {PADDING: f"{index:08d}".ljust(width, ".")}) for index, row in enumerate(rows)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    padded = [row | {PADDING: f"{index:08d}".ljust(width, ".")} for index, row in enumerate(rows)]
+    if path.suffix == ".csv":
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(padded[0]))
+            writer.writeheader()
+            writer.writerows(padded)
+    else:
+        path.write_text("\n".join(json.dumps(row) for row in padded) + "\n", encoding="utf-8")
     assert path.stat().st_size > SHARD_FLOOR
     return path
 
 
-def spec_body() -> bytes:
-    return json.dumps(json.loads(DEMO_SPEC.read_bytes()) | {"input": {"format": "jsonl"}}).encode()
+def spec_body(data: Path) -> bytes:
+    read_as = {"format": "csv", "newlines_in_values": False} if data.suffix == ".csv" else {"format": "jsonl"}
+    return json.dumps(json.loads(DEMO_SPEC.read_bytes()) | {"input": read_as}).encode()
 
 
 def read_jsonl(cloud: LocalCloud, uri: str) -> list[dict[str, Any]]:
@@ -109,7 +118,7 @@ def denied_calls(
 
 def run_sharded(workdir: Path, data: Path, instances: int, recorder: CallRecorder | None) -> tuple[Run, list[Call]]:
     """The file through the whole workflow on `instances` Processing instances, the floor at its lowest."""
-    body = spec_body()
+    body = spec_body(data)
     overrides = {"ProcessingInstanceCount": str(instances), "ProcessingShardMinBytes": str(SHARD_FLOOR)}
     workers = SimulatedWorkers(read_labels(DEMO_TRUTH), seed=7, workers_per_task=1)
     store = workdir / "feature-store"
@@ -136,6 +145,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Run, Run, C
     with recording(recorder):
         three, denied = run_sharded(workdir / "three", data, 3, recorder)
     yield one, three, Checked(sorted(recorder.calls), denied)
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Checked]:
+    # Given the same rows as a CSV file whose spec says no value holds a line break, on three instances
+    workdir = tmp_path_factory.mktemp("sharded-csv")
+    recorder = CallRecorder("us-east-1", "123456789012")
+    with recording(recorder):
+        run, denied = run_sharded(workdir / "three", sharded_input(workdir / "reviews.csv"), 3, recorder)
+    return run, Checked(sorted(recorder.calls), denied)
 
 
 def test_three_instances_scan_gather_and_process_the_parts(runs: tuple[Run, Run, Checked]) -> None:
@@ -185,6 +204,32 @@ def test_no_call_of_the_three_instance_run_is_denied(runs: tuple[Run, Run, Check
     assert {part.rsplit("/", 2)[-2] for part in parts} == {"000", "001", "002"}
     jobs = {call.resource for call in checked.calls if call.action == "sagemaker:CreateProcessingJob"}
     assert len(jobs) == 3
+
+
+def test_a_csv_cut_in_three_stores_and_rejects_what_json_lines_on_one_instance_does(
+    runs: tuple[Run, Run, Checked], csv_run: tuple[Run, Checked]
+) -> None:
+    one, _, _ = runs
+    three, checked = csv_run
+    # Then the CSV run went through the scan and stats passes, its parts each a CSV file with the header
+    assert three.status == "SUCCEEDED" and {"ScanShards", "GatherShardStats"} <= set(three.states)
+    plan = [call for call in checked.calls if call.principal == "PlanProcessingFunction"]
+    parts = {call.resource.rsplit("/", 2)[-2] for call in plan if "/input/data/" in call.resource}
+    assert parts == {"000", "001", "002"}
+    # And it stores the records one instance stores from the JSON Lines file, feature for feature
+    assert set(three.features) == set(one.features)
+    assert all(
+        same_value(value, three.features[record_id].get(name))
+        for record_id, values in one.features.items()
+        for name, value in values.items()
+        if name not in NOT_COMPARED
+    )
+    # And rejects the same rows for the same reasons, one line further down (below the CSV header)
+    expected = sorted((row["line"] + 1, row["reason"]) for row in one.rejected)
+    assert sorted(by_line(row) for row in three.rejected) == expected
+    assert three.manifest["counts"] == one.manifest["counts"]
+    # And no call it made, or had made for it, is denied by the template's policies
+    assert [f"{call.principal}: {call.action} on {call.resource} ({call.origin})" for call in checked.denied] == []
 
 
 def by_line(row: dict[str, Any]) -> tuple[int, str]:

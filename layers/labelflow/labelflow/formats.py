@@ -48,14 +48,19 @@ class ResolvedInput(BaseModel):
     encoding: str = "utf-8-sig"
     delimiter: str | None = None
     columns: list[str] | None = None
+    # CSV only: False when the spec says no value holds a line break (input.newlines_in_values), so every line is
+    # a whole record and the file can be cut at line ends.
+    newlines_in_values: bool = True
 
     def container_arguments(self) -> list[str]:
-        """The processing script's arguments that say how to read the input."""
+        """The processing script's arguments that say how to read the input (both engines take the same ones)."""
         arguments = ["--format", self.format, "--encoding", self.encoding]
         if self.gzip:
             arguments.append("--gzip")
         if self.delimiter is not None:
             arguments += ["--delimiter", self.delimiter]
+        if not self.newlines_in_values:
+            arguments.append("--no-newlines-in-values")
         return arguments
 
 
@@ -197,4 +202,11 @@ def resolve_input(key: str, head: bytes, options: InputSpec, where: str, require
         columns = [column.strip() for column in _split(first_line, delimiter)]
     except csv.Error as exc:
         raise InvalidInputError(f"{where} has no readable csv header") from exc
-    return ResolvedInput(format="csv", gzip=gzipped, encoding=encoding, delimiter=delimiter, columns=columns)
+    return ResolvedInput(
+        format="csv",
+        gzip=gzipped,
+        encoding=encoding,
+        delimiter=delimiter,
+        columns=columns,
+        newlines_in_values=options.newlines_in_values,
+    )

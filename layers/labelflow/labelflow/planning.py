@@ -23,7 +23,7 @@ from labelflow.models.settings import PlanSettings, load_settings
 from labelflow.models.spec import DatasetSpec
 from labelflow.models.state import PlanOutput, WorkflowState
 from labelflow.observability import logger
-from labelflow.s3 import S3Location, copy_version, exists, get_json, put_json, sha256_of, uri
+from labelflow.s3 import S3Location, copy_version, exists, get_json, put_bytes, put_json, sha256_of, uri
 from labelflow.spark_planning import SparkSettings, choose_engine, with_engine
 from labelflow.transform_state import PublishedState, published_state
 
@@ -37,6 +37,7 @@ CUT_WINDOW_BYTES = 64 * 1024
 # A part copied by UploadPartCopy holds at most 5 GiB; all but the last at least 5 MiB (Amazon S3 User Guide,
 # "Amazon S3 multipart upload limits").
 MAX_COPY_PART_BYTES = 5 * 1024**3
+MIN_PART_BYTES = 5 * 1024**2
 # Encodings in which byte 0x0A is a line feed and never part of another character: a cut after it is a line end.
 _LINE_SAFE_ENCODINGS = frozenset({"utf-8", "utf-8-sig", "ascii", "iso8859-1", "iso8859-15", "cp1252"})
 
@@ -94,8 +95,11 @@ def unsplittable(resolved: ResolvedInput) -> str | None:
         return "a gzip stream is read from its start only"
     if resolved.format == "parquet":
         return "a Parquet file's rows are found through its footer"
-    if resolved.format == "csv":
-        return "a CSV value may hold a quoted newline, so a line end is not always a record end"
+    if resolved.format == "csv" and resolved.newlines_in_values:
+        return (
+            "a CSV value may hold a quoted newline, so a line end is not always a record end "
+            "(input.newlines_in_values: false says none does)"
+        )
     if codecs.lookup(resolved.encoding).name not in _LINE_SAFE_ENCODINGS:
         return f"in {resolved.encoding} a 0x0A byte is not always a line end"
     return None
@@ -167,39 +171,91 @@ def ranged_reader(s3: S3Client, source: S3Location, version_id: str | None) -> B
     return read
 
 
-def copy_span(
-    s3: S3Client, source: S3Location, version_id: str | None, span: tuple[int, int], target: S3Location
-) -> None:
-    """Copy bytes [start, end) of the version into their own object server-side, in parts of at most 5 GiB.
+type UploadedParts = list[dict[str, Any]]
 
-    UploadPartCopy's CopySourceRange is `bytes=first-last`, zero-based and inclusive (botocore's s3 model).
-    """
+
+def _copied_parts(
+    s3: S3Client,
+    source: S3Location,
+    version_id: str | None,
+    span: tuple[int, int],
+    target: S3Location,
+    upload: tuple[str, int],
+) -> UploadedParts:
+    """Bytes [start, end) of the version copied server-side into the upload (its id, the first part number), in
+    parts of at most 5 GiB. UploadPartCopy's CopySourceRange is `bytes=first-last`, zero-based and inclusive
+    (botocore's s3 model)."""
     start, end = span
+    upload_id, first_number = upload
     pieces = -(-(end - start) // MAX_COPY_PART_BYTES)
     bounds = [start + (end - start) * index // pieces for index in range(pieces + 1)]
+    parts = []
+    for number, (first, stop) in enumerate(zip(bounds, bounds[1:], strict=False), start=first_number):
+        copied = s3.upload_part_copy(
+            Bucket=target.bucket,
+            Key=target.key,
+            UploadId=upload_id,
+            PartNumber=number,
+            CopySource=_copy_source(source, version_id),  # type: ignore[arg-type]
+            CopySourceRange=f"bytes={first}-{stop - 1}",
+        )
+        parts.append({"ETag": copied["CopyPartResult"]["ETag"], "PartNumber": number})
+    return parts
+
+
+def _multipart(s3: S3Client, target: S3Location, send: Callable[[str], UploadedParts], what: str) -> None:
+    """One multipart upload of `target` whose parts `send` uploads given the upload id; aborted when one fails."""
     upload_id = s3.create_multipart_upload(Bucket=target.bucket, Key=target.key)["UploadId"]
     try:
-        parts = []
-        for number, (first, stop) in enumerate(zip(bounds, bounds[1:], strict=False), start=1):
-            copied = s3.upload_part_copy(
-                Bucket=target.bucket,
-                Key=target.key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource=_copy_source(source, version_id),  # type: ignore[arg-type]
-                CopySourceRange=f"bytes={first}-{stop - 1}",
-            )
-            parts.append({"ETag": copied["CopyPartResult"]["ETag"], "PartNumber": number})
         s3.complete_multipart_upload(
             Bucket=target.bucket,
             Key=target.key,
             UploadId=upload_id,
-            MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+            MultipartUpload={"Parts": send(upload_id)},  # type: ignore[typeddict-item]
         )
-    except ClientError as exc:
+    except Exception as exc:
+        # A ranged read in `send` fails as a retryable error too: the upload is aborted all the same.
         _abort(s3, target, upload_id)
-        raise_if_retryable(exc, f"copy {source.uri} bytes {start}-{end - 1}")
+        if isinstance(exc, ClientError):
+            raise_if_retryable(exc, what)
         raise
+
+
+def copy_span(
+    s3: S3Client, source: S3Location, version_id: str | None, span: tuple[int, int], target: S3Location
+) -> None:
+    """Copy bytes [start, end) of the version into their own object server-side, in parts of at most 5 GiB."""
+
+    def send(upload_id: str) -> UploadedParts:
+        return _copied_parts(s3, source, version_id, span, target, (upload_id, 1))
+
+    _multipart(s3, target, send, f"copy {source.uri} bytes {span[0]}-{span[1] - 1}")
+
+
+def copy_span_after(
+    s3: S3Client, source: S3Location, version_id: str | None, span: tuple[int, int], target: S3Location, head: bytes
+) -> None:
+    """Bytes [start, end) of the version after `head` (a CSV header) in their own object.
+
+    A part but the last holds at least MIN_PART_BYTES, so the head cannot be a part of its own: it goes with the
+    span's first MIN_PART_BYTES (read, then UploadPart) and the rest is copied server-side; a span that short is
+    read and put whole. At most MIN_PART_BYTES of the span is ever held in memory.
+    """
+    start, end = span
+    read = ranged_reader(s3, source, version_id)
+    if end - start <= MIN_PART_BYTES:
+        put_bytes(s3, target.bucket, target.key, head + read(start, end), "text/csv")
+        return
+    middle = start + MIN_PART_BYTES
+
+    def send(upload_id: str) -> UploadedParts:
+        sent = s3.upload_part(
+            Bucket=target.bucket, Key=target.key, UploadId=upload_id, PartNumber=1, Body=head + read(start, middle)
+        )
+        first = {"ETag": sent["ETag"], "PartNumber": 1}
+        return [first, *_copied_parts(s3, source, version_id, (middle, end), target, (upload_id, 2))]
+
+    _multipart(s3, target, send, f"copy {source.uri} bytes {start}-{end - 1} after its header")
 
 
 def _abort(s3: S3Client, target: S3Location, upload_id: str) -> None:
@@ -215,16 +271,36 @@ def part_key(layout: RunLayout, index: int, filename: str) -> str:
     return layout.input_key(f"{index:03d}/{filename}")
 
 
-def freeze_input(s3: S3Client, run: WorkflowState, layout: RunLayout, parts: int) -> int:
-    """Copy the landed version under the run prefix, as `parts` objects cut at line ends; returns how many."""
+def csv_header(read: ByteReader, size: int, resolved: ResolvedInput) -> bytes | None:
+    """The CSV file's first line with its line end, a UTF-8 byte order mark left out (the first part keeps the
+    file's own); None when the first window holds no line end."""
+    window = read(0, min(size, CUT_WINDOW_BYTES))
+    end = line_end(window)
+    if end is None:
+        return None
+    utf8 = codecs.lookup(resolved.encoding).name in ("utf-8", "utf-8-sig")
+    return window[:end].removeprefix(codecs.BOM_UTF8) if utf8 else window[:end]
+
+
+def freeze_input(s3: S3Client, run: WorkflowState, layout: RunLayout, parts: int, resolved: ResolvedInput) -> int:
+    """Copy the landed version under the run prefix, as `parts` objects cut at line ends; returns how many.
+
+    Every part of a CSV file is a CSV file: the parts after the first start with a copy of the header line.
+    """
     source = S3Location(run.bucket, run.key)
     filename = run.key.rsplit("/", 1)[-1]
-    if parts == 1:
+    read = ranged_reader(s3, source, run.version_id)
+    head = csv_header(read, run.size, resolved) if parts > 1 and resolved.format == "csv" else b""
+    if parts == 1 or head is None:
         copy_version(s3, source, run.version_id, S3Location(run.bucket, layout.input_key(filename)))
         return 1
-    spans = record_spans(ranged_reader(s3, source, run.version_id), run.size, parts)
+    spans = record_spans(read, run.size, parts)
     for index, span in enumerate(spans):
-        copy_span(s3, source, run.version_id, span, S3Location(run.bucket, part_key(layout, index, filename)))
+        target = S3Location(run.bucket, part_key(layout, index, filename))
+        if index and head:
+            copy_span_after(s3, source, run.version_id, span, target, head)
+        else:
+            copy_span(s3, source, run.version_id, span, target)
     return len(spans)
 
 
@@ -441,7 +517,7 @@ def plan_processing(run: WorkflowState, s3: S3Client, sagemaker: SageMakerClient
     filename = run.key.rsplit("/", 1)[-1]
     if not cache_hit:
         # Jobs read copies of exactly these versions under the run prefix, never the mutable keys.
-        parts = freeze_input(s3, run, layout, parts)
+        parts = freeze_input(s3, run, layout, parts, resolved)
         if model is not None:
             frozen_model = S3Location(run.bucket, layout.model_key(model.key.rsplit("/", 1)[-1]))
             copy_version(s3, S3Location(model.bucket, model.key), model.version_id, frozen_model)

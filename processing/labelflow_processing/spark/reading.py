@@ -38,7 +38,9 @@ def _read_csv(spark: SparkSession, uri: str, name: str, read_as: ReadAs, require
         # RFC 4180: a quote inside a quoted cell is doubled, as Arrow's reader expects.
         quote='"',
         escape='"',
-        multiLine=False,
+        # A quoted cell may span lines unless the spec says none does (input.newlines_in_values), as Arrow's reader
+        # reads it; Spark splits a file across tasks only when every line is a record.
+        multiLine=read_as.newlines_in_values,
         mode="PERMISSIVE",
         columnNameOfCorruptRecord="_corrupt",
         nullValue=None,

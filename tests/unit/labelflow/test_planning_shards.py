@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from typing import Any
 
 import pytest
 
 from labelflow import planning
-from labelflow.formats import ResolvedInput
+from labelflow.formats import ResolvedInput, resolve_input
 from labelflow.layout import RunLayout
 from labelflow.models.artifacts import ProcessingCode
 from labelflow.models.settings import PlanSettings
-from labelflow.models.spec import DatasetSpec
+from labelflow.models.spec import DatasetSpec, InputSpec
 from labelflow.models.state import WorkflowState
 from labelflow_local.contracts import operation_model, violations
 
 JSONL = ResolvedInput(format="jsonl", encoding="utf-8-sig", columns=["id", "text"])
+CSV = ResolvedInput(format="csv", encoding="utf-8-sig", delimiter=",", columns=["id", "text"])
+SINGLE_LINE_CSV = CSV.model_copy(update={"newlines_in_values": False})
 MIB = 1024**2
 
 
@@ -116,10 +119,24 @@ def test_spans_of_many_records_are_about_equal() -> None:
 def test_inputs_that_cannot_be_cut_stay_one_part_and_say_why(resolved: ResolvedInput, reason: str) -> None:
     # Given three instances and a large input read as `resolved`
     # When the part count is chosen
-    parts, why = planning.part_count(1024 * MIB, resolved, settings(3, PROCESSING_SHARD_MIN_BYTES=str(8 * MIB)))
+    chosen = settings(3, PROCESSING_SHARD_MIN_BYTES=str(8 * MIB))
+    parts, why = planning.part_count(1024 * MIB, resolved, chosen)
     # Then it is one part, with the reason
     assert parts == 1
     assert why is not None and reason in why
+
+
+def test_a_csv_whose_values_hold_no_newlines_is_cut_above_the_floor() -> None:
+    # Given three instances and a CSV input whose spec says no value holds a line break
+    chosen = settings(3, PROCESSING_SHARD_MIN_BYTES=str(8 * MIB))
+    # When inputs below and above the floor are planned
+    small = planning.part_count(8 * MIB - 1, SINGLE_LINE_CSV, chosen)
+    large = planning.part_count(8 * MIB, SINGLE_LINE_CSV, chosen)
+    # Then only the larger is cut, into one part per instance
+    assert small[0] == 1 and small[1] is not None and "floor" in small[1]
+    assert large == (3, None)
+    # And gzip still keeps it whole, whatever the spec says
+    assert planning.part_count(8 * MIB, SINGLE_LINE_CSV.model_copy(update={"gzip": True}), chosen)[0] == 1
 
 
 def test_a_small_input_stays_one_part() -> None:
@@ -162,7 +179,7 @@ def test_the_frozen_parts_are_the_exact_version_cut_at_line_ends(s3: Any, bucket
     run = run_state(bucket, "raw/reviews/big.jsonl", len(data), version)
     layout = RunLayout(run.dataset, run.run_id)
     # When it is frozen as 3 parts
-    count = planning.freeze_input(s3, run, layout, 3)
+    count = planning.freeze_input(s3, run, layout, 3, JSONL)
     # Then 3 objects, in key order, hold the version's bytes, each ending at a line end
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=layout.input_key(""))["Contents"]
     keys = sorted(item["Key"] for item in listed)
@@ -181,9 +198,104 @@ def test_one_part_is_a_plain_copy(s3: Any, bucket: str) -> None:
     run = run_state(bucket, "raw/reviews/small.jsonl", 11, version)
     layout = RunLayout(run.dataset, run.run_id)
     # When it is frozen as one part
-    assert planning.freeze_input(s3, run, layout, 1) == 1
+    assert planning.freeze_input(s3, run, layout, 1, JSONL) == 1
     # Then it is copied under its own name, as before sharding
     assert s3.get_object(Bucket=bucket, Key=layout.input_key("small.jsonl"))["Body"].read() == b'{"id":"1"}\n'
+
+
+def csv_rows(rows: int, line_end: bytes = b"\n") -> bytes:
+    """A header and rows whose text holds commas and doubled quotes, each line ending in `line_end`."""
+    lines = [b"id,text,label"] + [f'{i},"row {i}, a ""quoted"" {"x" * (i % 23)}",pos'.encode() for i in range(rows)]
+    return b"".join(line + line_end for line in lines)
+
+
+def frozen_parts(s3: Any, bucket: str, data: bytes, parts: int, resolved: ResolvedInput) -> list[bytes]:
+    """`data` landed, frozen as `parts` parts read as `resolved`; the parts' bodies in key order."""
+    version = s3.put_object(Bucket=bucket, Key="raw/reviews/big.csv", Body=data)["VersionId"]
+    run = run_state(bucket, "raw/reviews/big.csv", len(data), version)
+    layout = RunLayout(run.dataset, run.run_id)
+    count = planning.freeze_input(s3, run, layout, parts, resolved)
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=layout.input_key(""))["Contents"]
+    keys = sorted(item["Key"] for item in listed)
+    assert len(keys) == count
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    return [s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys]
+
+
+@pytest.mark.parametrize(("bom", "line_end"), [(b"", b"\n"), (codecs.BOM_UTF8, b"\r\n")])
+def test_every_part_of_a_csv_is_a_csv_with_the_header(s3: Any, bucket: str, bom: bytes, line_end: bytes) -> None:
+    # Given a small CSV file, with or without a byte order mark, with LF or CRLF line ends
+    data = bom + csv_rows(3000, line_end)
+    header = b"id,text,label" + line_end
+    # When it is frozen as 3 parts (each below S3's 5 MiB part minimum: read and put whole)
+    parts = frozen_parts(s3, bucket, data, 3, CSV)
+    # Then the first part starts as the file does and every later one with the header line, without the BOM
+    assert len(parts) == 3
+    assert parts[0].startswith(bom + header)
+    assert all(part.startswith(header) and len(part) > len(header) for part in parts[1:])
+    # And the parts less their repeated headers are the file's bytes, each ending at a line end
+    assert parts[0] + b"".join(part[len(header) :] for part in parts[1:]) == data
+    assert all(part.endswith(line_end) for part in parts)
+
+
+def test_a_csv_span_above_the_part_minimum_is_uploaded_then_copied(s3: Any, bucket: str) -> None:
+    # Given a 13 MiB CSV file, every ranged GET recorded
+    data = csv_rows(300_000)
+    assert len(data) > 13 * MIB
+    ranges: list[int] = []
+    get_object = s3.get_object
+
+    def recorded(**kwargs: Any) -> Any:
+        if "Range" in kwargs:
+            first, last = kwargs["Range"].removeprefix("bytes=").split("-")
+            ranges.append(int(last) - int(first) + 1)
+        return get_object(**kwargs)
+
+    s3.get_object = recorded
+    # When it is frozen as 2 parts (moto refuses a part below 5 MiB that is not the last)
+    parts = frozen_parts(s3, bucket, data, 2, CSV)
+    s3.get_object = get_object
+    # Then the second part is the header and its span, byte for byte
+    header = b"id,text,label\n"
+    assert parts[1].startswith(header)
+    assert parts[0] + parts[1][len(header) :] == data
+    # And no read held more than the 5 MiB that go with the header into the upload's first part
+    assert max(ranges) == planning.MIN_PART_BYTES
+
+
+def test_the_second_part_is_two_multipart_parts(s3: Any, bucket: str) -> None:
+    # Given a 13 MiB CSV file
+    data = csv_rows(300_000)
+    version = s3.put_object(Bucket=bucket, Key="raw/reviews/big.csv", Body=data)["VersionId"]
+    run = run_state(bucket, "raw/reviews/big.csv", len(data), version)
+    layout = RunLayout(run.dataset, run.run_id)
+    # When it is frozen as 2 parts
+    planning.freeze_input(s3, run, layout, 2, CSV)
+    # Then the second is a multipart object of two parts (its ETag ends in -2): header and 5 MiB, then the copy
+    etag = s3.head_object(Bucket=bucket, Key=planning.part_key(layout, 1, "big.csv"))["ETag"]
+    assert etag.strip('"').endswith("-2")
+
+
+def test_a_csv_without_a_line_end_in_its_first_window_stays_one_part(s3: Any, bucket: str) -> None:
+    # Given a CSV file whose header runs past the first window
+    data = b"a" * (planning.CUT_WINDOW_BYTES + 10) + b"\n1\n2\n"
+    # When it is frozen as 3 parts
+    parts = frozen_parts(s3, bucket, data, 3, CSV)
+    # Then it is one plain copy
+    assert parts == [data]
+
+
+def test_both_engines_are_told_when_each_csv_line_is_a_record() -> None:
+    # Given a CSV whose spec says no value holds a line break, one whose spec does not say, and a JSON Lines file
+    head = b"id,text\nr1,hello\n"
+    single = resolve_input("raw/reviews/a.csv", head, InputSpec(newlines_in_values=False), "a.csv")
+    spanning = resolve_input("raw/reviews/a.csv", head, InputSpec(), "a.csv")
+    jsonl = resolve_input("raw/reviews/a.jsonl", b'{"id": "r1"}\n', InputSpec(newlines_in_values=False), "a.jsonl")
+    # When the read arguments are built (the Processing job and the Spark job take the same ones)
+    # Then only the first says each line is a record
+    assert single.container_arguments()[-1] == "--no-newlines-in-values"
+    assert "--no-newlines-in-values" not in spanning.container_arguments()
+    assert "--no-newlines-in-values" not in jsonl.container_arguments()
 
 
 def job_request(parts: int) -> dict[str, Any]:

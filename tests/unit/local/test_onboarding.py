@@ -258,8 +258,14 @@ def test_the_input_section_records_what_detection_might_not_find_again() -> None
     sample = Sample(Path("export"), read, ["id", "n"], rows, True, InputSpec(encoding="cp1252"))
     # When the spec is inferred
     inferred = infer_spec(sample, "shop", LABELS)
-    # Then its input section names format, delimiter and encoding, and the report says the encoding was guessed
-    assert inferred.spec.input.model_dump() == {"format": "csv", "delimiter": ";", "encoding": "cp1252"}
+    # Then its input section names format, delimiter and encoding (and leaves CSV values free to hold line breaks:
+    # a sample cannot tell that of the whole file), and the report says the encoding was guessed
+    assert inferred.spec.input.model_dump() == {
+        "format": "csv",
+        "delimiter": ";",
+        "encoding": "cp1252",
+        "newlines_in_values": True,
+    }
     assert any(note.startswith("input.encoding: cp1252 (the file is not UTF-8)") for note in inferred.notes)
 
 

@@ -3,6 +3,8 @@ records, rejections and state one instance gives the whole file."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import shutil
@@ -41,13 +43,16 @@ def spec() -> dict[str, Any]:
 class Instances:
     """Runs preprocess.py as the instances of a job would: their own input folders, one shared output folder."""
 
-    def __init__(self, python: str, root: Path, spec: dict[str, Any]) -> None:
+    def __init__(self, python: str, root: Path, spec: dict[str, Any], reading: list[str] | None = None) -> None:
         self.python, self.root = python, root
         self.spec_file = root / "spec.json"
         self.spec_file.write_text(json.dumps(spec), encoding="utf-8")
+        self.reading = reading or read_as("data.jsonl")
+        self.failures: list[str] = []
 
     def run(self, name: str, inputs: dict[str, dict[str, bytes]], *extra: str, state: bytes | None = None) -> Path:
-        """Each host's files (part name -> bytes) in its own input folder; every host's outputs in one folder."""
+        """Each host's files (part name -> bytes) in its own input folder; every host's outputs in one folder. A
+        host that fails leaves its message in `failures`."""
         shared = self.root / name
         for host, files in inputs.items():
             base = self.root / f"{name}-{host}"
@@ -59,7 +64,7 @@ class Instances:
             config.write_text(json.dumps({"current_host": host, "hosts": list(inputs)}))
             argv = ["--input-dir", str(base / "input"), "--spec", str(self.spec_file), "--output-dir"]
             argv += [str(base / "output"), "--message-file", str(base / "message"), "--resource-config", str(config)]
-            argv += ["--default-event-time", "2026-01-01T00:00:00Z", *extra, *read_as("data.jsonl")]
+            argv += ["--default-event-time", "2026-01-01T00:00:00Z", *extra, *self.reading]
             if state is not None:
                 (base / "state").mkdir(exist_ok=True)
                 (base / "state" / "state.json").write_bytes(state)
@@ -67,15 +72,20 @@ class Instances:
             done = subprocess.run(
                 [self.python, str(PROCESSING / "preprocess.py"), *argv], capture_output=True, text=True
             )
-            assert done.returncode == 0, done.stderr
+            if done.returncode:
+                self.failures.append((base / "message").read_text(encoding="utf-8").strip())
+                continue
             # EndOfJob: every instance's outputs go to the same prefix.
             shutil.copytree(base / "output", shared, dirs_exist_ok=True)
         return shared
 
 
-def cut(data: bytes, parts: int) -> dict[str, bytes]:
+def cut(data: bytes, parts: int, name: str = "data.jsonl", header: bytes = b"") -> dict[str, bytes]:
+    """The parts planning freezes: cut at line ends, every part after the first led by `header` (CSV's)."""
     spans = record_spans(lambda start, end: data[start:end], len(data), parts)
-    return {f"{index:03d}/data.jsonl": data[start:end] for index, (start, end) in enumerate(spans)}
+    return {
+        f"{index:03d}/{name}": (header if index else b"") + data[start:end] for index, (start, end) in enumerate(spans)
+    }
 
 
 def dealt(parts: dict[str, bytes], hosts: list[str]) -> dict[str, dict[str, bytes]]:
@@ -84,15 +94,17 @@ def dealt(parts: dict[str, bytes], hosts: list[str]) -> dict[str, dict[str, byte
     return {host: {name: parts[name] for name in names[index :: len(hosts)]} for index, host in enumerate(hosts)}
 
 
-def sharded(instances: Instances, data: bytes, state: bytes | None = None) -> Path:
-    shards = dealt(cut(data, 3), HOSTS)
+def sharded(
+    instances: Instances, data: bytes, state: bytes | None = None, parts: dict[str, bytes] | None = None
+) -> Path:
+    shards = dealt(parts or cut(data, 3), HOSTS)
     scan = instances.run("scan", shards, "--shard-pass", "scan")
     stats = instances.run("stats", shards, "--shard-pass", "stats", "--scan-dir", str(scan), state=state)
     return instances.run("out", shards, "--scan-dir", str(scan), "--stats-dir", str(stats), state=state)
 
 
-def single(instances: Instances, data: bytes, state: bytes | None = None) -> Path:
-    return instances.run("single", {"algo-1": {"data.jsonl": data}}, state=state)
+def single(instances: Instances, data: bytes, state: bytes | None = None, name: str = "data.jsonl") -> Path:
+    return instances.run("single", {"algo-1": {name: data}}, state=state)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -167,3 +179,85 @@ def test_an_instance_dealt_no_part_writes_nothing_but_the_others_finish(instance
     out = instances.run("out", shards, "--scan-dir", str(scan), "--stats-dir", str(stats))
     # Then the one part's records are the whole file's
     assert part_lines(out, "records.jsonl") == lines(single(instances, data) / "records.jsonl")
+
+
+def csv_data(count: int) -> bytes:
+    """rows() as CSV, text holding commas and quotes, with a row of too many fields, one of too few and blank
+    lines (which the reader does not number) spread over what become different parts."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["id", "ts", "text", "num", "cat"])
+    for i, row in enumerate(rows(count)):
+        values = [row["id"], row["ts"], f'{row["text"]}, said "{i}"', row["num"], row["cat"]]
+        writer.writerow(["" if value is None else value for value in values])
+        if i % 700 == 350:
+            out.write("\r\n" if i % 1400 == 350 else f"extra{i},x,y,z,w,v\r\nshort{i},x\r\n")
+    return out.getvalue().encode()
+
+
+def csv_parts(data: bytes) -> dict[str, bytes]:
+    header = data[: data.index(b"\n") + 1]
+    return cut(data, 3, "data.csv", header)
+
+
+@pytest.fixture
+def csv_instances(image_python: str, tmp_path: Path) -> Instances:
+    return Instances(image_python, tmp_path, spec(), [*read_as("data.csv"), "--no-newlines-in-values"])
+
+
+def test_three_instances_read_csv_parts_as_one_reads_the_file(csv_instances: Instances) -> None:
+    # Given a CSV file with reader rejections, blank lines and repeated ids, cut into parts that each repeat the header
+    data = csv_data(3000)
+    parts = csv_parts(data)
+    assert len(parts) == 3
+    # When one instance processes the file, and three process its parts in the three passes
+    one = single(csv_instances, data, name="data.csv")
+    three = sharded(csv_instances, data, parts=parts)
+    # Then the records are the same records in the same order
+    assert csv_instances.failures == []
+    assert part_lines(three, "records.jsonl") == lines(one / "records.jsonl")
+    # And the same rows are rejected for the same reasons at the same lines, past every part's header and blank line
+    rejected = sorted(part_lines(three, "rejected.jsonl"), key=by_line)
+    assert rejected == sorted(lines(one / "rejected.jsonl"), key=by_line)
+    assert {row["record_id"] for row in rejected if "fields" in row["reason"]} >= {"extra2450", "short2450"}
+    assert any(row["reason"].startswith("duplicate") for row in rejected)
+    assert close(json.loads((three / "state.json").read_text()), json.loads((one / "state.json").read_text()))
+
+
+def test_a_quoted_line_break_the_spec_rules_out_fails_at_its_line_of_the_whole_file(csv_instances: Instances) -> None:
+    # Given a CSV file whose spec says values hold no line breaks, one of which does, in what becomes the third part
+    data = csv_data(3000)
+    at = data.index(b"r2500,")
+    data = data[:at] + data[at:].replace(b'said ""2500""', b'said ""2500""\nand more', 1)
+    line = data[:at].count(b"\n") + 1 - data[:at].count(b"\r\n\r\n")
+    expected = (
+        "the spec says CSV values hold no line breaks (input.newlines_in_values: false) but line "
+        f"{line} has one inside quotes; remove the setting"
+    )
+    # When one instance processes it, then three process its parts
+    single(csv_instances, data, name="data.csv")
+    one = csv_instances.failures
+    csv_instances.failures = []
+    sharded(csv_instances, data, parts=csv_parts(data))
+    # Then each fails with the same reason, naming the record's line of the whole file
+    assert one == [expected]
+    assert set(csv_instances.failures) == {expected}
+
+
+def test_a_quoted_line_break_at_a_cut_fails_at_the_same_line(csv_instances: Instances) -> None:
+    # Given a CSV file with a quoted line break, cut into two parts right after it (a cut lands on any line end)
+    data = csv_data(600)
+    data = data.replace(b'said ""400""', b'said ""400""\nand more', 1)
+    cut_at = data.index(b"\nand more") + 1
+    header = data[: data.index(b"\n") + 1]
+    parts = {"000/data.csv": data[:cut_at], "001/data.csv": header + data[cut_at:]}
+    # When one instance reads the file and two read the parts
+    single(csv_instances, data, name="data.csv")
+    one = csv_instances.failures
+    csv_instances.failures = []
+    sharded(csv_instances, data, parts=parts)
+    # Then both fail naming the same line: the first part's open quote is the break, the second part is not read
+    at = data.index(b"r400,")
+    line = data[:at].count(b"\n") + 1 - data[:at].count(b"\r\n\r\n")
+    assert len(one) == 1 and f"line {line} has one inside quotes" in one[0]
+    assert set(csv_instances.failures) == set(one)

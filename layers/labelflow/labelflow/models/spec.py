@@ -209,6 +209,12 @@ class InputSpec(_Strict):
     encoding: str | None = Field(
         default=None, description="text encoding of CSV and JSON Lines; utf-8 (with or without BOM) when unset"
     )
+    newlines_in_values: bool = Field(
+        default=True,
+        description="whether a quoted CSV value may hold a line break. `false` says every line is a whole record: "
+        "a large CSV file can then be cut at line ends into parts for several processing instances, and the Spark "
+        "engine splits it across tasks. A quoted line break then fails the run, naming its line",
+    )
 
 
 class DatasetSpec(_Strict):
