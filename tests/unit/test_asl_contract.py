@@ -13,6 +13,7 @@ import pytest
 from botocore.model import ServiceModel, Shape, StructureShape
 
 from labelflow import errors
+from labelflow.models.state import JOB_RUN_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = json.loads((ROOT / "state_machines" / "labeling.asl.json").read_text(encoding="utf-8"))
@@ -223,12 +224,13 @@ def test_the_spark_job_sends_start_job_run_members_and_reads_what_get_job_run_al
     assert sent <= set(start.members) and set(start.required_members) <= sent
     assert task["Parameters"]["ApplicationId"] == "${SparkApplicationId}"
     assert task["Parameters"]["ExecutionRoleArn"] == "${SparkJobRoleArn}"
-    # And the result keeps what Process keeps, from members GetJobRun's jobRun always has (the .sync output)
+    # And the job run is kept as returned (AWS documents no .sync output shape): the processing result reads from it
+    # what Process keeps, by names GetJobRun's jobRun always has
     assert task["ResultPath"] == "$.processing" and task["Next"] == "RouteByConfidence"
-    assert set(task["ResultSelector"]) == set(ASL["States"]["Process"]["ResultSelector"])
-    for path in task["ResultSelector"].values():
-        member = camel(path.removeprefix("$."))
-        assert member in job_run.required_members, path
+    assert "ResultSelector" not in task
+    assert set(JOB_RUN_FIELDS) == {key.removesuffix(".$") for key in ASL["States"]["Process"]["ResultSelector"]}
+    for pascal, api in JOB_RUN_FIELDS.values():
+        assert api in job_run.required_members and camel(pascal) == api
     # And a failure is recorded in run.json like the Processing job's
     (catch,) = task["Catch"]
     assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from labelflow.finalizing import (
     EVENT_DETAIL_TYPE,
@@ -222,6 +223,39 @@ def test_processing_job_comes_from_the_plan_when_the_job_step_did_not_report() -
     manifest = build_manifest(full.model_copy(update={"state": state}), None, NOW)
     assert manifest.processing_job == full.state.require_plan().processing_job["ProcessingJobName"]
     assert manifest.counts.auto_labeled is None and manifest.counts.ingested is None
+
+
+SPARK_RUN_ID = "00fbd2jf8iuoth09"
+SPARK_ARN = f"arn:aws:emr-serverless:us-east-1:123456789012:/applications/00fbd2h2n0d1ui09/jobruns/{SPARK_RUN_ID}"
+
+
+@pytest.mark.parametrize(
+    ("returned", "status"),
+    [
+        ({"ApplicationId": "00fbd2h2n0d1ui09", "JobRunId": SPARK_RUN_ID, "Arn": SPARK_ARN}, "SUCCESS"),
+        ({"JobRunId": SPARK_RUN_ID, "Arn": SPARK_ARN, "State": "SUCCESS", "Name": "x", "JobDriver": {}}, "SUCCESS"),
+        ({"applicationId": "00fbd2h2n0d1ui09", "jobRunId": SPARK_RUN_ID, "arn": SPARK_ARN}, "SUCCESS"),
+        ({"JobRun": {"JobRunId": SPARK_RUN_ID, "Arn": SPARK_ARN, "State": "SUCCESS"}}, "SUCCESS"),
+        ({"jobRun": {"jobRunId": SPARK_RUN_ID, "arn": SPARK_ARN, "state": "SUCCESS"}}, "SUCCESS"),
+    ],
+    ids=["start-response", "job-run", "api-cased", "get-job-run", "get-job-run-api-cased"],
+)
+def test_a_spark_job_run_is_read_whichever_shape_step_functions_returns(returned: dict[str, Any], status: str) -> None:
+    # Given RunSparkJob's result stored whole (AWS documents no output shape for startJobRun.sync)
+    full = full_request()
+    state = WorkflowState.model_validate({**full.state.model_dump(mode="json"), "processing": returned})
+
+    # When run.json is built / Then it names the job run, its ARN and its state
+    assert state.processing is not None
+    assert (state.processing.job_arn, state.processing.status) == (SPARK_ARN, status)
+    manifest = build_manifest(full.model_copy(update={"state": state}), None, NOW)
+    assert manifest.processing_job == SPARK_RUN_ID
+
+
+def test_a_spark_result_without_a_job_run_id_is_refused() -> None:
+    full = full_request()
+    with pytest.raises(ValidationError, match="job_name"):
+        WorkflowState.model_validate({**full.state.model_dump(mode="json"), "processing": {"Arn": SPARK_ARN}})
 
 
 def test_cache_hit_has_no_processing_job() -> None:

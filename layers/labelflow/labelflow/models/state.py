@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from labelflow.errors import LabelflowError
 from labelflow.layout import labeling_output_manifest_uri
@@ -71,12 +71,36 @@ class PlanOutput(_Payload):
     )
 
 
+# A Spark job run's fields, as Step Functions may spell them: AWS documents no output for
+# emr-serverless:startJobRun.sync (its page says only that it waits for SUCCESS); the integration's documented
+# responses are PascalCase (startApplication returns {"ApplicationId": ...}), the API's own camelCase.
+JOB_RUN_FIELDS: dict[str, tuple[str, str]] = {
+    "job_name": ("JobRunId", "jobRunId"),
+    "job_arn": ("Arn", "arn"),
+    "status": ("State", "state"),
+}
+
+
 class ProcessingResult(_Payload):
-    """What the state machine keeps of DescribeProcessingJob."""
+    """What the state machine keeps of the processing step: DescribeProcessingJob's name, ARN and status (Process's
+    ResultSelector picks them), or the Spark job run RunSparkJob stores as returned."""
 
     job_name: str
     job_arn: str | None = None
     status: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_job_run(cls, value: Any) -> Any:
+        """A Spark job run, flat or under JobRun, in either casing; a .sync task only returns a run that succeeded."""
+        if not isinstance(value, dict) or "job_name" in value:
+            return value
+        job_run = value.get("JobRun") or value.get("jobRun") or value
+        picked = {
+            field: next((job_run[name] for name in names if name in job_run), None)
+            for field, names in JOB_RUN_FIELDS.items()
+        }
+        return {**picked, "status": picked["status"] or "SUCCESS"}
 
 
 class RoutingOutput(_Payload):
