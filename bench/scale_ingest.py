@@ -6,9 +6,10 @@ ideal (threads / 0.020 s) and raw HTTP in the same run, and the fanned-out total
 The stub runs in its own process (its CPU is not the client's), on 127.0.0.1 only. "botocore default" is the
 client labelflow.aws builds (adaptive retries, parameter validation, 10 pooled connections); "botocore tuned" is the
 botocore client IngestFeatures used before labelflow.putrecord (standard retries, no validation, a connection per
-thread); "ingest client" is labelflow.ingestion.ingest_client (labelflow.putrecord: the request built and signed
-by hand, botocore's pooled urllib3 session and standard retries). CPU ms/call is the client process's CPU time per
-PutRecord.
+thread); "ingest client" is labelflow.ingestion.ingest_client (labelflow.putrecord: the request built by hand, signed
+by its own SigV4 signer (botocore's signature, the signing key derived once a day), sent over kept-alive
+http.client connections, botocore's standard-mode retries). CPU ms/call is the client process's CPU time per
+PutRecord, thread pool included.
 """
 
 from __future__ import annotations

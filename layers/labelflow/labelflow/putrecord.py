@@ -1,10 +1,11 @@
 """PutRecord for the ingest path without botocore's per-call machinery, which costs 1.5-2.5 ms of CPU a call and
 capped one ingest Lambda near 500 records/s whatever its threads (bench/scale_ingest.py).
 
-Each request is built from a record pydantic already validated, signed with botocore's SigV4Auth and the session's
-credentials (refreshed by botocore when they are refreshable), and sent with http.client over kept-alive
-connections, as bench/scale_ingest.py's raw-HTTP floor sends (botocore's urllib3 session took several times its CPU
-a call). No HTTP proxy is used: IngestFeatures reaches Feature Store directly or through a VPC endpoint.
+Each request is built from a record pydantic already validated, signed by `Signer` (the signature botocore's
+SigV4Auth computes, without its request objects, the signing key derived once a day; the session's credentials are
+refreshed by botocore when they are refreshable), and sent with http.client over kept-alive connections, as
+bench/scale_ingest.py's raw-HTTP floor sends (botocore's urllib3 session took several times its CPU a call). No
+HTTP proxy is used: IngestFeatures reaches Feature Store directly or through a VPC endpoint.
 Throttling, 5xx and connection errors are retried by botocore's own standard-mode policy, backoff with jitter and
 retry quota included (botocore/retries/standard.py). Errors are raised as the botocore client raises them: the same
 exception classes with the same messages.
@@ -17,6 +18,8 @@ interrupted batch, goes through the botocore client unchanged.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import itertools
 import json
@@ -26,14 +29,17 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from functools import lru_cache
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 from urllib.parse import quote, urlsplit
 
 import boto3
 import botocore
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSPreparedRequest, AWSRequest, AWSResponse, HTTPHeaders
+from botocore.auth import SIGNED_HEADERS_BLACKLIST, SIGV4_TIMESTAMP, SigV4Auth
+from botocore.awsrequest import AWSPreparedRequest, AWSRequest, AWSResponse, HeadersDict, HTTPHeaders
+from botocore.compat import get_current_datetime
+from botocore.credentials import Credentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -47,10 +53,10 @@ from botocore.exceptions import (
 from botocore.hooks import HierarchicalEmitter, first_non_none_response
 from botocore.httpsession import get_cert_path
 from botocore.retries import quota, standard
+from botocore.utils import normalize_url_path
 from urllib3.util import wait_for_read
 
 if TYPE_CHECKING:
-    from botocore.credentials import Credentials
     from mypy_boto3_sagemaker_featurestore_runtime import SageMakerFeatureStoreRuntimeClient
 
 SERVICE: Final = "sagemaker-featurestore-runtime"
@@ -166,8 +172,10 @@ class Connections:
             connection.close()
         else:
             self._idle.append(connection)
-        # http.client's headers: the same case-insensitive message class botocore's HTTPHeaders extends.
-        return AWSResponse(self.endpoint_url, response.status, cast(HTTPHeaders, response.msg), _Read(content))
+        # The header pairs as received: items() would pass each through the email policy, which changes nothing in
+        # headers http.client decoded as latin-1 (email/_policybase.py Compat32 `_sanitize_header`).
+        received = cast(HTTPHeaders, response.msg.raw_items())
+        return AWSResponse(self.endpoint_url, response.status, received, _Read(content))
 
     def _take(self) -> http.client.HTTPConnection:
         """The connection used last, unless the server closed it while idle (a readable socket: what urllib3 checks
@@ -204,6 +212,87 @@ class Connections:
         return connection
 
 
+@lru_cache(maxsize=256)
+def _signed_target(url: str) -> tuple[str, str]:
+    """The host and canonical URI SigV4 signs for `url`: the host from botocore's SigV4Auth itself (lowercase, no
+    default port), the path as its `_normalize_url_path` makes it (dot segments removed, then URI-encoded again, so an
+    ARN's `%3A` is signed as `%253A`). A URL is the same for every record of a group: computed once."""
+    host = SigV4Auth(Credentials("", ""), "", "").headers_to_sign(AWSRequest(url=url))["host"]
+    return host, quote(normalize_url_path(urlsplit(url).path), safe="/~")
+
+
+class Signer:
+    """SigV4 for PutRecord, the signature botocore's SigV4Auth.add_auth computes (a test compares them), without
+    its AWSRequest, HTTPHeaders and prepared-request copies: with them, signing was a third of PutRecord's CPU at 16
+    threads (bench/RESULTS.md, ingestion section).
+
+    Steps from the IAM user guide, "Create a signed AWS API request"
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html). The signing key depends on the
+    secret key, the UTC date, the region and the service only, so it is derived (four HMACs) once per secret and
+    day rather than per request, as the AWS SDK for JavaScript v3 caches it (signature-v4 credentialDerivation.ts);
+    refreshed credentials bring a new secret and so a new key. PutRecord has no query string (service-2.json: its
+    only URI member is the path's FeatureGroupName), so the canonical query string is empty.
+    """
+
+    def __init__(self, credentials: Credentials | None, service: str, region: str) -> None:
+        self._credentials = credentials
+        self._region = region
+        self._service = service
+        # (secret key, date, signing key): replaced whole, so threads never see a key of another secret or day.
+        self._key: tuple[str | None, str, bytes] = (None, "", b"")
+
+    def sign(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+        """`headers` plus X-Amz-Date, X-Amz-Security-Token (temporary credentials) and Authorization, in the order
+        botocore adds them, signed with the credentials as they are now (botocore refreshes refreshable ones)."""
+        if self._credentials is None:
+            raise NoCredentialsError()
+        frozen = self._credentials.get_frozen_credentials()
+        timestamp = get_current_datetime().strftime(SIGV4_TIMESTAMP)
+        signed = dict(headers)
+        signed["X-Amz-Date"] = timestamp
+        if frozen.token:
+            signed["X-Amz-Security-Token"] = frozen.token
+        host, path = _signed_target(url)
+        # Header names lowercased, values trimmed with inner runs of spaces collapsed, repeated names joined by
+        # commas, `host` added unless given (auth.py `headers_to_sign`, `canonical_headers`).
+        values: dict[str, list[str]] = {}
+        for name, value in signed.items():
+            lowered = name.lower()
+            if lowered not in SIGNED_HEADERS_BLACKLIST:
+                values.setdefault(lowered, []).append(" ".join(value.split()))
+        values.setdefault("host", [host])
+        names = sorted(values)
+        canonical = "\n".join(
+            (
+                method,
+                path,
+                "",
+                "".join(f"{name}:{','.join(values[name])}\n" for name in names),
+                ";".join(names),
+                hashlib.sha256(body).hexdigest(),
+            )
+        )
+        date = timestamp[:8]
+        scope = f"{date}/{self._region}/{self._service}/aws4_request"
+        to_sign = f"AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        signature = hmac.new(self._signing_key(frozen.secret_key, date), to_sign.encode(), hashlib.sha256)
+        signed["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={frozen.access_key}/{scope}, SignedHeaders={';'.join(names)}, "
+            f"Signature={signature.hexdigest()}"
+        )
+        return signed
+
+    def _signing_key(self, secret: str | None, date: str) -> bytes:
+        cached_secret, cached_date, key = self._key
+        if cached_secret == secret and cached_date == date:
+            return key
+        key = f"AWS4{secret}".encode()
+        for part in (date, self._region, self._service, "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        self._key = (secret, date, key)
+        return key
+
+
 class PutRecordClient:
     """A Feature Store runtime client whose PutRecord skips botocore's per-call work; GetRecord is botocore's."""
 
@@ -211,11 +300,10 @@ class PutRecordClient:
         self, client: SageMakerFeatureStoreRuntimeClient, credentials: Credentials | None, connections: Connections
     ) -> None:
         self.client = client
-        self._credentials = credentials
         self._connections = connections
         self._events = cast(HierarchicalEmitter, client.meta.events)
         self._model = client.meta.service_model.operation_model(OPERATION)
-        self._signing = (client.meta.service_model.signing_name, client.meta.region_name)
+        self._signer = Signer(credentials, client.meta.service_model.signing_name, client.meta.region_name)
         retries: dict[str, Any] = client.meta.config.retries  # type: ignore[attr-defined]
         attempts = int(retries.get("total_max_attempts", standard.DEFAULT_MAX_ATTEMPTS))
         throttling = standard.ThrottlingErrorDetector(standard.RetryEventAdapter())
@@ -302,13 +390,11 @@ class PutRecordClient:
         return self._connections.send(prepared.method, request["url_path"], request["body"], headers)
 
     def _signed(self, request: dict[str, Any]) -> AWSPreparedRequest:
-        """Signed afresh for every attempt, with the credentials as they are now (botocore refreshes them)."""
-        if self._credentials is None:
-            raise NoCredentialsError()
-        frozen = self._credentials.get_frozen_credentials()
-        aws_request = AWSRequest(
-            method=request["method"], url=request["url"], headers=dict(request["headers"]), data=request["body"]
-        )
-        SigV4Auth(frozen, *self._signing).add_auth(aws_request)
-        prepared: AWSPreparedRequest = aws_request.prepare()
-        return prepared
+        """Signed afresh for every attempt; with Content-Length added after signing, as botocore's
+        AWSRequestPreparer adds it (awsrequest.py `_prepare_headers`), so the same headers go out in the same order."""
+        method, url, body = request["method"], request["url"], request["body"]
+        headers = self._signer.sign(method, url, request["headers"], body)
+        headers["Content-Length"] = str(len(body))
+        # HeadersDict, botocore's case-insensitive mapping, is what its preparer gives before-send (the stubs say
+        # HTTPHeaders).
+        return AWSPreparedRequest(method, url, cast(HTTPHeaders, HeadersDict(headers)), body, stream_output=False)

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
 import botocore.auth
 import pytest
-from botocore.awsrequest import AWSRequest, AWSResponse, HTTPHeaders, prepare_request_dict
+from botocore.awsrequest import AWSRequest, AWSResponse, HTTPHeaders
 from botocore.config import Config
-from botocore.credentials import Credentials
+from botocore.credentials import Credentials, RefreshableCredentials
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.parsers import create_parser
 from botocore.serialize import create_serializer
 from moto.core.botocore_stubber import MockRawResponse
 
+from labelflow import putrecord
 from labelflow.ingestion import ingest_client
-from labelflow.putrecord import OPERATION, SERVICE, PutRecordClient, parsed_response, put_record_request
+from labelflow.putrecord import OPERATION, SERVICE, PutRecordClient, Signer, parsed_response, put_record_request
 
 RECORD = [
     {"FeatureName": "record_id", "ValueAsString": "r1"},
@@ -74,38 +76,132 @@ def test_the_request_is_the_one_botocores_serializer_makes(group: str) -> None:
     assert json.loads(ours["body"]) == {"Record": RECORD}
 
 
-def test_the_signature_is_the_one_botocores_signer_computes(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given fixed credentials and a fixed clock, and a hook that keeps the request instead of sending it
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: datetime(2026, 12, 2, 9, 45, tzinfo=UTC))
-    putrecord = client("https://featurestore-runtime.sagemaker.us-east-1.amazonaws.com")
+ENDPOINT = "https://featurestore-runtime.sagemaker.us-east-1.amazonaws.com"
+
+
+def fix_clock(monkeypatch: pytest.MonkeyPatch, when: datetime) -> None:
+    """The same clock for botocore's signer and ours."""
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: when)
+    monkeypatch.setattr(putrecord, "get_current_datetime", lambda: when)
+
+
+def botocore_signed(request: dict[str, Any], credentials: Any) -> list[tuple[str, str]]:
+    """The headers botocore's SigV4Auth and request preparer give `request` (a put_record_request dict)."""
+    expected = AWSRequest(
+        method=request["method"], url=request["url"], data=request["body"], headers=dict(request["headers"])
+    )
+    botocore.auth.SigV4Auth(credentials, "sagemaker", "us-east-1").add_auth(expected)
+    return list(expected.prepare().headers.items())
+
+
+@pytest.mark.parametrize("group", ["reviews", ARN])
+@pytest.mark.parametrize("token", ["token", None])
+def test_the_signed_request_is_the_one_botocores_signer_and_preparer_give(
+    group: str, token: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given fixed credentials and clock, a before-call hook that adds headers (as botocore's recursion detection adds
+    # X-Amzn-Trace-Id, unsigned), and a before-send hook that keeps the request instead of sending it
+    fix_clock(monkeypatch, datetime(2026, 12, 2, 9, 45, tzinfo=UTC))
+    config = Config(region_name="us-east-1", retries={"max_attempts": 1, "mode": "standard"})
+    keys = boto3.Session(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret", aws_session_token=token)
+    putrecord_client = PutRecordClient.create(config, keys, ENDPOINT)
     sent: list[Any] = []
+
+    def add_headers(params: dict[str, Any], **_: Any) -> None:
+        params["headers"].update({"X-Amzn-Trace-Id": "Root=1-abc", "X-Custom": "  two   spaces "})
 
     def keep(request: Any, **_: Any) -> AWSResponse:
         sent.append(request)
         return AWSResponse(request.url, 200, HTTPHeaders(), MockRawResponse(b"{}"))
 
-    events: Any = putrecord.client.meta.events
+    events: Any = putrecord_client.client.meta.events
+    events.register(f"before-call.{SERVICE}.{OPERATION}", add_headers)
     events.register_first(f"before-send.{SERVICE}.{OPERATION}", keep)
 
     # When a record is put
-    putrecord.put_record(FeatureGroupName="reviews", Record=RECORD)
+    putrecord_client.put_record(FeatureGroupName=group, Record=RECORD)
 
-    # Then its Authorization is what botocore's SigV4 signer gives the request botocore's serializer builds
-    request_dict = create_serializer("rest-json").serialize_to_request(
-        {"FeatureGroupName": "reviews", "Record": RECORD}, MODEL
-    )
-    prepare_request_dict(request_dict, "https://featurestore-runtime.sagemaker.us-east-1.amazonaws.com")
-    expected = AWSRequest(
-        method=request_dict["method"],
-        url=request_dict["url"],
-        data=request_dict["body"],
-        headers=request_dict["headers"],
-    )
-    botocore.auth.SigV4Auth(Credentials("AKIDEXAMPLE", "secret", "token"), "sagemaker", "us-east-1").add_auth(expected)
-    (request,) = sent
-    assert request.headers["Authorization"] == expected.headers["Authorization"]
-    assert "/20261202/us-east-1/sagemaker/aws4_request" in request.headers["Authorization"]
-    assert request.headers["X-Amz-Security-Token"] == "token"
+    # Then its headers, in order, are what botocore's SigV4 signer and preparer give the same request: the
+    # Authorization (an ARN's path signed double-encoded, the custom header trimmed), the token, Content-Length
+    request = put_record_request(ENDPOINT, group, RECORD, {})
+    request["headers"].update({"X-Amzn-Trace-Id": "Root=1-abc", "X-Custom": "  two   spaces "})
+    (prepared,) = sent
+    assert list(prepared.headers.items()) == botocore_signed(request, Credentials("AKIDEXAMPLE", "secret", token))
+    assert "/20261202/us-east-1/sagemaker/aws4_request" in prepared.headers["Authorization"]
+    assert ";x-custom, " in prepared.headers["Authorization"]
+    assert "x-amzn-trace-id" not in prepared.headers["Authorization"]
+    assert prepared.headers.get("X-Amz-Security-Token") == token
+
+
+def rotating_credentials() -> RefreshableCredentials:
+    """Credentials that expire within botocore's mandatory refresh window: each use fetches the next secret."""
+    secrets = iter(f"secret-{n}" for n in range(1, 10))
+
+    def fetch() -> dict[str, str]:
+        secret = next(secrets)
+        expiry = datetime.now(UTC) + timedelta(minutes=1)
+        return {
+            "access_key": f"AKID-{secret}",
+            "secret_key": secret,
+            "token": f"token-{secret}",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    return RefreshableCredentials.create_from_metadata(fetch(), fetch, "test")
+
+
+def test_the_signing_key_is_derived_once_per_secret_and_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a signer over fixed credentials, a clock a second before midnight, and the HMACs it computes recorded
+    day, next_day = datetime(2026, 12, 2, 23, 59, 59, tzinfo=UTC), datetime(2026, 12, 3, tzinfo=UTC)
+    credentials = Credentials("AKIDEXAMPLE", "secret", "token")
+    signer = Signer(credentials, "sagemaker", "us-east-1")
+    request = put_record_request(ENDPOINT, "reviews", RECORD, {})
+    hmacs: list[bytes] = []
+    real_hmac = hmac.new
+
+    def recorded(key: bytes, msg: bytes, digestmod: Any) -> Any:
+        hmacs.append(msg)
+        return real_hmac(key, msg, digestmod)
+
+    monkeypatch.setattr(hmac, "new", recorded)
+
+    # When it signs three requests on that day, then one a second later, on the next day
+    fix_clock(monkeypatch, day)
+    signed = [signer.sign("PUT", request["url"], request["headers"], request["body"]) for _ in range(3)]
+    fix_clock(monkeypatch, next_day)
+    signed.append(signer.sign("PUT", request["url"], request["headers"], request["body"]))
+
+    # Then the key was derived (four HMACs) for the first request and again for the new day only, one HMAC signing
+    # each request
+    derived = [msg for msg in hmacs if not msg.startswith(b"AWS4-HMAC-SHA256\n")]
+    scope = [b"us-east-1", b"sagemaker", b"aws4_request"]
+    assert derived == [b"20261202", *scope, b"20261203", *scope]
+    assert len(hmacs) == len(derived) + 4
+
+    # And each signature is botocore's for its day
+    monkeypatch.setattr(hmac, "new", real_hmac)
+    assert signed[3]["Authorization"] == dict(botocore_signed(request, credentials))["Authorization"]
+    fix_clock(monkeypatch, day)
+    expected = dict(botocore_signed(request, credentials))["Authorization"]
+    assert [one["Authorization"] for one in signed[:3]] == [expected] * 3
+    assert "/20261202/" in expected
+
+
+def test_refreshed_credentials_sign_with_their_own_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given credentials that botocore refreshes before each use, each time with a new secret
+    fix_clock(monkeypatch, datetime(2026, 12, 2, 9, 45, tzinfo=UTC))
+    signer = Signer(rotating_credentials(), "sagemaker", "us-east-1")
+    request = put_record_request(ENDPOINT, "reviews", RECORD, {})
+
+    # When it signs two requests
+    first, second = (signer.sign("PUT", request["url"], request["headers"], request["body"]) for _ in range(2))
+
+    # Then each carries the credentials of its moment and botocore's signature with them, not a cached key's
+    for signed in (first, second):
+        secret = signed["X-Amz-Security-Token"].removeprefix("token-")
+        expected = dict(botocore_signed(request, Credentials(f"AKID-{secret}", secret, f"token-{secret}")))
+        assert signed["Authorization"] == expected["Authorization"]
+    assert first["X-Amz-Security-Token"] != second["X-Amz-Security-Token"]
 
 
 # ------------------------------------------------------------------------ error parsing
