@@ -24,6 +24,7 @@ from typing import Any
 
 from labelflow.s3 import S3Location, exists
 from labelflow_local.processing import download_prefix, upload_tree
+from labelflow_local.store import ObjectStore, object_store
 from labelflow_local.template import PROJECT_ROOT, parameter_overrides
 
 # JobRunState members a run ends in (botocore's emr-serverless model).
@@ -96,8 +97,10 @@ class LocalEmrServerless:
             root = Path(tmp)
             entry = S3Location.parse(submit["EntryPoint"])
             code = root / "code"
-            download_prefix(self._s3, f"s3://{entry.bucket}/{entry.key.rsplit('/', 1)[0]}/", code)
-            arguments, outputs = self._local_arguments(submit.get("EntryPointArguments", []), root)
+            # The service's own copies go straight through moto's store when this process holds the bucket.
+            store = object_store(self._s3, entry.bucket, self._region, self._account)
+            download_prefix(store, f"s3://{entry.bucket}/{entry.key.rsplit('/', 1)[0]}/", code)
+            arguments, outputs = self._local_arguments(submit.get("EntryPointArguments", []), root, store)
             python = self._python()
             done = subprocess.run(
                 [python, str(code / entry.key.rsplit("/", 1)[-1]), *arguments],
@@ -112,10 +115,12 @@ class LocalEmrServerless:
                 # Hadoop's local file system writes a .<name>.crc beside each file; S3 has none.
                 for checksum in local.rglob(".*.crc"):
                     checksum.unlink()
-                upload_tree(self._s3, local, target)
+                upload_tree(store, local, target)
         return SUCCESS, ""
 
-    def _local_arguments(self, arguments: list[str], root: Path) -> tuple[list[str], list[tuple[Path, str]]]:
+    def _local_arguments(
+        self, arguments: list[str], root: Path, store: ObjectStore
+    ) -> tuple[list[str], list[tuple[Path, str]]]:
         """The arguments with each s3: URI as a file: URI of its download; (folder, S3 URI) of the outputs."""
         local_arguments: list[str] = []
         outputs: list[tuple[Path, str]] = []
@@ -129,9 +134,9 @@ class LocalEmrServerless:
                 path.mkdir(parents=True)
                 outputs.append((path, argument))
             elif argument.endswith("/"):
-                download_prefix(self._s3, argument, path)
+                download_prefix(store, argument, path)
             elif exists(self._s3, location.bucket, location.key):
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(self._s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read())
+                store.download(location.bucket, location.key, path)
             local_arguments.append(path.as_uri() + ("/" if argument.endswith("/") else ""))
         return local_arguments, outputs

@@ -15,7 +15,6 @@ from labelflow.models.run import RunManifest
 from labelflow.models.state import ReingestInput
 from labelflow.s3 import get_json
 from labelflow_local.cloud import LocalCloud, local_cloud
-from labelflow_local.processing import upload_tree
 from labelflow_local.review import NoReviewers
 
 
@@ -61,10 +60,10 @@ def reingest_local(workdir: Path, run_id: str, dataset: str | None = None) -> Re
         folder = find_run(workdir, cloud.bucket, run_id, dataset)
         dataset = folder.parent.name
         cloud.feature_store.load()
-        upload_tree(cloud.s3, folder, f"s3://{cloud.bucket}/{RunLayout(dataset, run_id).prefix}")
+        layout = RunLayout(dataset, run_id)
+        cloud.restore(workdir / "s3", layout.prefix)
         execution_arn = start_reingest(cloud, dataset, run_id)
         described = cloud.wait(execution_arn)
-        layout = RunLayout(dataset, run_id)
         manifest = RunManifest.model_validate(get_json(cloud.s3, cloud.bucket, layout.run_manifest_key))
         exported = cloud.export(layout.prefix, workdir / "s3")
         cloud.feature_store.flush()

@@ -479,12 +479,8 @@ class LocalGroundTruth:
                 "payload": {"s3Uri": f"s3://{output.bucket}/{request_key}"},
             },
         )
-        put_json(
-            writer,
-            output.bucket,
-            f"{output.key}annotations/consolidation-response/iteration-1/{stamp}.json",
-            consolidated,
-        )
+        response_key = f"{output.key}annotations/consolidation-response/iteration-1/{stamp}.json"
+        put_bytes(writer, output.bucket, response_key, json.dumps(consolidated).encode(), "application/json")
         return {entry["datasetObjectId"]: entry["consolidatedAnnotation"]["content"] for entry in consolidated}
 
     def _record_reviewers(self, output_path: str, job: str, answered_by: set[str], writer: Any) -> None:
@@ -539,11 +535,7 @@ class LocalGroundTruth:
                     for worker, label in answers
                 ]
             }
-            put_json(
-                writer,
-                output.bucket,
-                f"{output.key}annotations/worker-response/iteration-1/{index}/{stamp}.json",
-                responses,
-            )
+            response_key = f"{output.key}annotations/worker-response/iteration-1/{index}/{stamp}.json"
+            put_bytes(writer, output.bucket, response_key, json.dumps(responses).encode(), "application/json")
             batch.append(consolidation_item(str(index), line, answers))
         return batch, answered_by, None

@@ -226,6 +226,20 @@ class Run:
     execution: str
     manifest: dict[str, Any] | None
     run_id: str | None
+    failures: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        """What an assertion shows: run.json, and the execution's failure events with their causes."""
+        return f"run.json: {self.manifest}\nfailure events: {list(self.failures)}"
+
+
+def failure_events(cloud: LocalCloud, execution_arn: str) -> tuple[str, ...]:
+    history: list[Any] = cloud.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    failed = [event for event in history if event["type"].endswith(("Failed", "TimedOut", "Aborted"))]
+    return tuple(
+        f"{event['type']}: {json.dumps({k: v for k, v in event.items() if k.endswith('EventDetails')})[:600]}"
+        for event in failed
+    )
 
 
 def run_sample(cloud: LocalCloud, tmp_path: Path) -> Run:
@@ -239,7 +253,7 @@ def run_sample(cloud: LocalCloud, tmp_path: Path) -> Run:
     described = cloud.wait(execution_arn)
     run_id = run_id_of(execution_arn, "reviews")
     manifest = get_json(cloud.s3, cloud.bucket, RunLayout("reviews", run_id).run_manifest_key)
-    return Run(cloud, str(described["status"]), manifest, run_id)
+    return Run(cloud, str(described["status"]), manifest, run_id, failure_events(cloud, execution_arn))
 
 
 def failed_ids(cloud: LocalCloud, manifest: dict[str, Any]) -> set[str]:
@@ -278,17 +292,17 @@ def measure(fault: str, run: Run) -> Outcome:
 
 def check(outcome: Outcome, run: Run) -> None:
     """What must hold whatever the fault: nothing lost or duplicated, run.json's counts match the store."""
-    assert outcome.lost == 0 and outcome.duplicated == 0
+    assert outcome.lost == 0 and outcome.duplicated == 0, str(run)
     if run.manifest is None:
-        assert outcome.in_store == 0
+        assert outcome.in_store == 0, str(run)
         return
     if outcome.reported_ingested is None:
-        assert outcome.in_store == 0
+        assert outcome.in_store == 0, str(run)
     else:
-        assert outcome.reported_ingested == outcome.in_store
-        assert outcome.reported_ingested + (outcome.reported_failed or 0) == len(RECORD_IDS)
-    assert (run.manifest["status"] == "SUCCEEDED") == (run.execution == "SUCCEEDED")
-    assert run.manifest["status"] == "SUCCEEDED" or run.manifest["reason"]
+        assert outcome.reported_ingested == outcome.in_store, str(run)
+        assert outcome.reported_ingested + (outcome.reported_failed or 0) == len(RECORD_IDS), str(run)
+    assert (run.manifest["status"] == "SUCCEEDED") == (run.execution == "SUCCEEDED"), str(run)
+    assert run.manifest["status"] == "SUCCEEDED" or run.manifest["reason"], str(run)
 
 
 def reingest(run: Run) -> str:
@@ -407,7 +421,7 @@ def test_a_fault_ends_in_a_true_status_with_every_record_stored_once_or_reported
         outcome = measure(fault, run)
         OUTCOMES.append(outcome)
         # Then the status is the expected one, and nothing is lost, duplicated or miscounted
-        assert outcome.status == status, run.manifest
+        assert outcome.status == status, str(run)
         check(outcome, run)
         # And a reingest of what failed completes the run, each record once
         if then_reingest:
