@@ -113,6 +113,25 @@ def test_put_all_honours_max_workers() -> None:
     assert 2 <= peak <= 3
 
 
+def test_put_all_stops_taking_records_after_an_unexpected_error_and_raises_it() -> None:
+    # Given a put that crashes at the fifth record (as a function running out of time would)
+    records = [labeled(f"r{i}") for i in range(200)]
+    attempted: list[str] = []
+    lock = threading.Lock()
+
+    def put(record: LabeledRecord) -> None:
+        with lock:
+            attempted.append(record.record_id)
+        if record.record_id == "r4":
+            raise RuntimeError("crashed at r4")
+        time.sleep(0.001)
+
+    # When they are put on four threads / Then the crash is raised, and the threads took no record much after it
+    with pytest.raises(RuntimeError, match="crashed at r4"):
+        put_all(records, put, max_workers=4)
+    assert "r4" in attempted and len(attempted) == len(set(attempted)) < 20
+
+
 def test_put_all_with_no_records() -> None:
     # Given no records
     # When they are put / Then there are no failures and put is never called
