@@ -502,6 +502,26 @@ def test_ingest_concurrency_is_a_parameter_within_the_inline_map_ceiling(templat
     assert ingest["ItemProcessor"]["ProcessorConfig"]["Mode"] == "INLINE"
 
 
+# bench/RESULTS.md, "A 10M-row file on AWS": records an ingest invocation writes a second at 512 MB, and Feature
+# Store's default PutRecord quota an account (SageMaker developer guide, "Quotas, naming rules and data types").
+INGEST_RECORDS_PER_SECOND = 520
+PUT_RECORD_QUOTA = 10_000
+
+
+def test_the_defaults_fit_a_10m_row_file_in_30_minutes(template: dict[str, Any]) -> None:
+    # Given the streaming steps' functions, the ingest function and the ingest concurrency
+    resources = template["Resources"]
+    memory = {name: resources[name]["Properties"].get("MemorySize") for name in ("RouteByConfidenceFunction",
+              "MergeLabelsFunction", "IngestFeaturesFunction")}  # fmt: skip
+    concurrency = template["Parameters"]["IngestMaxConcurrency"]["Default"]
+    # Then routing and merging get one full vCPU (1,769 MB, Lambda developer guide), ingestion the global 512 MB
+    assert memory == {"RouteByConfidenceFunction": 1769, "MergeLabelsFunction": 1769, "IngestFeaturesFunction": None}
+    assert template["Globals"]["Function"]["MemorySize"] == 512
+    # And ingestion runs nearly as many batches at once as the account's PutRecord quota takes (a tenth spare for
+    # others writing to Feature Store), not more
+    assert 0.9 * PUT_RECORD_QUOTA <= concurrency * INGEST_RECORDS_PER_SECOND <= PUT_RECORD_QUOTA
+
+
 LS_FUNCTIONS = ("StartLabelStudioReviewFunction", "PollLabelStudioReviewsFunction", "LabelStudioWebhookFunction")
 LS_SECRET = {
     "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
