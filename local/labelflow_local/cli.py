@@ -115,6 +115,22 @@ def _demo(args: argparse.Namespace) -> int:
     return _run(args)
 
 
+def _parameters(given: list[str]) -> dict[str, str]:
+    """--parameter NAME=VALUE pairs, each refused as a deploy would refuse it (the template's constraints)."""
+    from labelflow_local.template import load_template, parameter_problem
+
+    template = load_template()
+    parameters: dict[str, str] = {}
+    for pair in given:
+        name, equals, value = pair.partition("=")
+        if not equals or not name:
+            raise InputError(f"--parameter {pair}: expected NAME=VALUE, e.g. ProcessingInstanceCount=3")
+        if problem := parameter_problem(template, name, value):
+            raise InputError(f"--parameter {pair}: {problem}")
+        parameters[name] = value
+    return parameters
+
+
 def _check_run_inputs(args: argparse.Namespace) -> None:
     """Refuse, before anything starts, a run that cannot work."""
     if not args.local:
@@ -127,6 +143,7 @@ def _check_run_inputs(args: argparse.Namespace) -> None:
     for option, path in (("FILE", args.file), ("--model", args.model), ("--truth", args.truth)):
         if path is not None and not path.is_file():
             raise InputError(f"{option} {path}: no such file")
+    args.parameters = _parameters(args.parameter)
     if args.labelstudio_url is not None and args.reviewer != "labelstudio":
         raise InputError("--labelstudio-url is for --reviewer labelstudio")
     if args.reviewer == "labelstudio" and args.labelstudio_url is not None and not args.labelstudio_token:
@@ -202,6 +219,7 @@ def _polling_stops_first_on_ctrl_c(reviews: Any) -> Iterator[None]:
 def _run_locally(args: argparse.Namespace) -> int:
     from labelflow_local import demo
     from labelflow_local.emr import spark_deployment
+    from labelflow_local.template import parameter_overrides
 
     if not args.debug:
         # moto's ASL interpreter logs every failure it evaluates, whole states included; the run's outcome is
@@ -229,6 +247,7 @@ def _run_locally(args: argparse.Namespace) -> int:
     # A spec asking for Spark runs on a local stack deployed with it (pyspark in local mode).
     with (
         redirect_stdout(sys.stderr) if args.json else nullcontext(),
+        parameter_overrides(**args.parameters),
         spark_deployment() if spec.engine == "spark" else nullcontext(),
     ):
         report = prompt.run(run) if prompt is not None else run()
@@ -393,6 +412,14 @@ def _local_options(command: argparse.ArgumentParser) -> None:
         help="its access token (default: $LABELFLOW_LABELSTUDIO_TOKEN)",
     )
     command.add_argument("--answers", type=Path, help="answers file as reviewer (CSV record_id,label or JSON)")
+    command.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a template parameter other than its default, as sam deploy --parameter-overrides sets it (e.g. "
+        "ProcessingInstanceCount=3); repeatable",
+    )
     command.add_argument("--json", action="store_true", help="print the run report as JSON, alone on stdout")
     command.add_argument(
         "--log-level",

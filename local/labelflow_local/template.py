@@ -65,6 +65,49 @@ class FunctionDef:
 _overrides: dict[str, str] = {}
 
 
+# Parameters local mode sets itself, and what sets them instead.
+_SET_BY_LOCAL_MODE = {"ReviewBackend": "--reviewer", "SparkImageUri": "the spec's engine"}
+
+
+def parameter_problem(template: dict[str, Any], name: str, value: str) -> str | None:
+    """Why a deploy would refuse `value` for the template's parameter `name`, None when it takes it.
+
+    CloudFormation checks a value against the parameter's Type and constraints (CloudFormation user guide,
+    "Parameters"): a Number parses as an integer or float within MinValue and MaxValue; a String has
+    MinLength..MaxLength characters and, when given, matches AllowedPattern as a whole; either is one of its
+    AllowedValues when those are listed.
+    """
+    parameters: dict[str, Any] = template.get("Parameters", {})
+    if name in _SET_BY_LOCAL_MODE:
+        return f"{name} is set by local mode itself: use {_SET_BY_LOCAL_MODE[name]}"
+    if name not in parameters:
+        return f"template.yaml has no parameter {name} (it has {', '.join(sorted(parameters))})"
+    parameter = parameters[name]
+    allowed = parameter.get("AllowedValues")
+    if allowed is not None and value not in [str(item) for item in allowed]:
+        more = f", ... ({len(allowed)} in all)" if allowed[8:] else ""
+        listed = ", ".join(str(item) for item in allowed[:8]) + more
+        return f"{name}={value} is not one of its allowed values ({listed})"
+    if parameter.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return f"{name} is a Number: {value!r} is not one"
+        low, high = parameter.get("MinValue"), parameter.get("MaxValue")
+        if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+            return (
+                f"{name}={value} is outside {low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
+            )
+        return None
+    shortest, longest = parameter.get("MinLength"), parameter.get("MaxLength")
+    if (shortest is not None and len(value) < int(shortest)) or (longest is not None and len(value) > int(longest)):
+        return f"{name} takes {shortest or 0} to {longest or 'any number of'} characters, not {len(value)}"
+    pattern = parameter.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(pattern, value) is None:
+        return f"{name}={value!r} {parameter.get('ConstraintDescription') or f'does not match {pattern}'}"
+    return None
+
+
 @contextmanager
 def parameter_overrides(**values: str) -> Iterator[None]:
     """Template parameters local mode takes other than their defaults (e.g. ReviewBackend), while inside."""

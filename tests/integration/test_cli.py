@@ -214,3 +214,21 @@ def test_features_needs_a_group_it_can_find(tmp_path: Path, capsys: pytest.Captu
     # Then it names the groups there are
     assert "has groups labelflow-reviews, labelflow-wine: pass --dataset NAME" in ambiguous
     assert "no feature group labelflow-churn in the local store (groups: labelflow-reviews, labelflow-wine)" in unknown
+
+
+def test_a_run_takes_template_parameters_and_refuses_what_a_deploy_would(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Given the sample, and a run asking for two processing instances as `sam deploy --parameter-overrides` would
+    args = ["--spec", str(SPEC), "--model", str(MODEL), "--truth", str(TRUTH), "--workdir", str(tmp_path), "--json"]
+    code = main(["run", str(SAMPLE), "--local", *args, "--parameter", "ProcessingInstanceCount=2"])
+    # Then the run succeeds and its processing job asked for two instances
+    assert code == 0 and json.loads(capfd.readouterr().out)["status"] == "SUCCEEDED"
+    calls = [json.loads(line) for line in (tmp_path / "calls" / "requests.jsonl").read_text().splitlines()]
+    (job,) = [call["request"] for call in calls if call["operation"] == "CreateProcessingJob"]
+    assert job["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 2
+    # And a value the template's constraints refuse stops the command before anything runs, in one line
+    assert main(["run", str(SAMPLE), "--local", *args, "--parameter", "ProcessingInstanceCount=200"]) == 2
+    assert capfd.readouterr().err.strip() == (
+        "labelflow: --parameter ProcessingInstanceCount=200: ProcessingInstanceCount=200 is outside 1..100"
+    )

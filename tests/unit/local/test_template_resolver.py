@@ -16,6 +16,7 @@ from labelflow_local.template import (
     _CfnLoader,
     functions,
     load_template,
+    parameter_problem,
     snake_case,
 )
 
@@ -327,3 +328,31 @@ def test_the_template_values_local_mode_resolves(template: dict[str, Any], templ
     assert plan["FEATURE_GROUP_PREFIX"] == "labelflow"
     assert plan["FEATURE_STORE_ROLE_ARN"] == f"arn:aws:iam::{ACCOUNT}:role/labelflow-FeatureStoreRole"
     assert plan["OFFLINE_STORE_S3_URI"] == f"s3://{BUCKET}/feature-store"
+
+
+# --- parameters a local run takes (labelflow run --parameter) ----------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("ProcessingInstanceCount", "3", None),
+        ("ProcessingInstanceCount", "0", "outside 1..100"),
+        ("ProcessingInstanceCount", "101", "outside 1..100"),
+        ("ProcessingInstanceCount", "three", "is a Number"),
+        ("ProcessingShardMinBytes", "8388607", "outside 8388608..inf"),
+        ("ConfidenceThreshold", "0.95", None),
+        ("ProcessingInstanceType", "ml.m5.huge", "not one of its allowed values (ml.t3.medium"),
+        ("LabelStudioPollSchedule", "rate(10 minutes)", None),
+        ("LabelStudioPollSchedule", "rate(10 minutes) ", "must be rate(1 minute)"),
+        ("LabelStudioPollSchedule", "xrate(10 minutes)", "must be rate(1 minute)"),
+        ("AlarmEmail", "", None),
+        ("Nope", "1", "template.yaml has no parameter Nope"),
+        ("ReviewBackend", "labelstudio", "set by local mode itself: use --reviewer"),
+    ],
+)
+def test_a_parameter_value_is_refused_where_cloudformation_refuses_it(
+    name: str, value: str, problem: str | None
+) -> None:
+    # Given the template's parameters and their constraints
+    # When a value is checked / Then it is refused, with the constraint it breaks, exactly when a deploy would be
+    found = parameter_problem(load_template(), name, value)
+    assert found is None if problem is None else (found is not None and problem in found), found
