@@ -351,6 +351,21 @@ def container_arguments(
     return arguments + resolved.container_arguments()
 
 
+def s3_input(name: str, s3_uri: str, distribution: str = "FullyReplicated") -> dict[str, Any]:
+    """A ProcessingInput copying an S3 prefix to /opt/ml/processing/input/<name> before the job starts."""
+    return {
+        "InputName": name,
+        "S3Input": {
+            "S3Uri": s3_uri,
+            "LocalPath": f"{CONTAINER_ROOT}/input/{name}",
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": distribution,
+            "S3CompressionType": "None",
+        },
+    }
+
+
 def processing_job_request(
     run: WorkflowState,
     layout: RunLayout,
@@ -368,19 +383,6 @@ def processing_job_request(
     With several parts, each instance downloads only some of them (ShardedByS3Key); every other input is
     replicated to every instance.
     """
-
-    def s3_input(name: str, s3_uri: str, distribution: str = "FullyReplicated") -> dict[str, Any]:
-        return {
-            "InputName": name,
-            "S3Input": {
-                "S3Uri": s3_uri,
-                "LocalPath": f"{CONTAINER_ROOT}/input/{name}",
-                "S3DataType": "S3Prefix",
-                "S3InputMode": "File",
-                "S3DataDistributionType": distribution,
-                "S3CompressionType": "None",
-            },
-        }
 
     inputs = [
         s3_input("data", uri(run.bucket, layout.input_key("")), "ShardedByS3Key" if parts > 1 else "FullyReplicated"),
@@ -439,17 +441,7 @@ def shard_passes(request: dict[str, Any], processed_uri: str, names: tuple[str, 
     names."""
 
     def folder_input(name: str) -> dict[str, Any]:
-        return {
-            "InputName": name,
-            "S3Input": {
-                "S3Uri": f"{processed_uri}{name}/",
-                "LocalPath": f"{CONTAINER_ROOT}/input/{name}",
-                "S3DataType": "S3Prefix",
-                "S3InputMode": "File",
-                "S3DataDistributionType": "FullyReplicated",
-                "S3CompressionType": "None",
-            },
-        }
+        return s3_input(name, f"{processed_uri}{name}/")
 
     def variant(name: str, arguments: list[str], inputs: list[dict[str, Any]], output: str) -> dict[str, Any]:
         app = request["AppSpecification"]
